@@ -1,0 +1,80 @@
+// The sim host's control RPC: requests {id, method, params}, answers {id, result} or {id, error}.
+// One table of methods, shared by the server (src/sim/control/server.ts) and the client.
+
+export interface ControlRequest {
+  id: number;
+  method: string;
+  params?: Record<string, unknown>;
+}
+
+export interface ControlErrorBody {
+  /** EINVAL (bad params), ENOSYS (unknown method), ESRCH (no such domain), EPROTO (bad frame), or a fault's errno. */
+  code: string;
+  message: string;
+}
+
+export type ControlResponse = { id: number; result: unknown } | { id: number | null; error: ControlErrorBody };
+
+export type BackendFaultMode = 'fail' | 'hang';
+export type GuestFault = 'ignore-shutdown' | 'crash' | 'slow-boot';
+
+export interface DomainStatus {
+  domid: number;
+  handle: string;
+  state: 'running' | 'paused' | 'shutdown' | 'dying';
+  shutdownReason?: number;
+  totPages: number;
+  maxPages: number;
+  onlineVcpus: number;
+  cpuTimeNs: number;
+  guest?: GuestStatus;
+}
+
+export interface GuestStatus {
+  phase: 'waiting' | 'booting' | 'up' | 'stopped';
+  ignoreShutdown: boolean;
+  frontends: Record<string, number>;
+}
+
+export interface HostStatus {
+  pid: number;
+  dir: string;
+  uptimeMs: number;
+  pcpus: number;
+  pageSize: number;
+  totalPages: number;
+  freePages: number;
+  totalMib: number;
+  freeMib: number;
+  domains: DomainStatus[];
+  backends: Record<string, { state: number; hotplug: string }>;
+  faults: FaultStatus;
+  xenstored?: unknown;
+}
+
+export interface FaultStatus {
+  backends: Array<{ path: string; mode: BackendFaultMode; message?: string }>;
+  guests: Array<{ domid: number | '*'; fault: GuestFault; delayMs?: number }>;
+  xenstoredLatencyMs: number;
+}
+
+/** Method name → params → result. The server validates params at run time; this is the client's typing. */
+export interface ControlMethods {
+  ping: { params: Record<string, never>; result: { pong: true; pid: number } };
+  status: { params: Record<string, never>; result: HostStatus };
+  /** domid omitted: every guest booted from now on. */
+  'guest.fault': {
+    params: { fault: GuestFault; domid?: number; on?: boolean; delayMs?: number };
+    result: { ok: true };
+  };
+  /** Fails (mode fail) or hangs (mode hang) every backend device whose path starts with path. */
+  'backend.fault': { params: { path: string; mode: BackendFaultMode | 'none'; message?: string }; result: { ok: true } };
+  'hypercall.fault': { params: { call: string; errno: string; times?: number }; result: { ok: true } };
+  'xenstored.latency': { params: { ms: number }; result: { ok: true } };
+  'host.memory': { params: { mib: number }; result: { ok: true } };
+  'domain.dirtyRate': { params: { domid: number; pagesPerSec: number }; result: { ok: true } };
+  'faults.clear': { params: Record<string, never>; result: { ok: true } };
+  /** Stops the sim host (hard: exits at once as a crashed host would, leaving its sockets). */
+  'host.kill': { params: { hard?: boolean }; result: { ok: true } };
+}
+export type ControlMethod = keyof ControlMethods;
