@@ -1,0 +1,108 @@
+// The guests of the sim host: one PvGuest per domain that has been unpaused, driven by the hypervisor
+// model's events (the host wires them), plus the guest faults tests inject.
+import type { Logger } from 'pino';
+import { PvGuest, type GuestPlatform } from './guest.js';
+import type { GuestStatus } from '../control/protocol.js';
+
+export interface GuestManagerOptions {
+  bootDelayMs: number;
+  shutdownDelayMs?: number;
+  log: Logger;
+}
+
+export class GuestManager {
+  private readonly guests = new Map<number, PvGuest>();
+  /** Domains shut down by a suspend: when resumed (unpaused again) the guest carries on without booting. */
+  private readonly suspended = new Set<number>();
+  /** Per domid, or '*' for guests not yet booted. */
+  private readonly ignoreShutdown = new Map<number | '*', boolean>();
+  private readonly bootDelay = new Map<number | '*', number>();
+
+  constructor(
+    private readonly platform: GuestPlatform,
+    private readonly opts: GuestManagerOptions,
+  ) {}
+
+  onUnpaused(domid: number): void {
+    const existing = this.guests.get(domid);
+    if (existing && existing.phase !== 'stopped') {
+      existing.setPaused(false);
+      return;
+    }
+    const resumed = this.suspended.delete(domid);
+    const guest = new PvGuest(domid, this.platform, {
+      bootDelayMs: resumed ? 0 : (this.bootDelay.get(domid) ?? this.bootDelay.get('*') ?? this.opts.bootDelayMs),
+      shutdownDelayMs: this.opts.shutdownDelayMs ?? 10,
+      ignoreShutdown: this.ignoreShutdown.get(domid) ?? this.ignoreShutdown.get('*') ?? false,
+      log: this.opts.log,
+    });
+    this.guests.set(domid, guest);
+    guest.start();
+  }
+
+  onPaused(domid: number): void {
+    this.guests.get(domid)?.setPaused(true);
+  }
+
+  onShutdown(domid: number, reason: number | undefined): void {
+    const guest = this.guests.get(domid);
+    if (reason === 2) this.suspended.add(domid);
+    void guest?.stop();
+  }
+
+  onDestroyed(domid: number): void {
+    const guest = this.guests.get(domid);
+    this.guests.delete(domid);
+    this.suspended.delete(domid);
+    this.ignoreShutdown.delete(domid);
+    this.bootDelay.delete(domid);
+    void guest?.stop();
+  }
+
+  setIgnoreShutdown(domid: number | '*', on: boolean): void {
+    this.ignoreShutdown.set(domid, on);
+    if (domid === '*') for (const g of this.guests.values()) g.ignoreShutdown = on;
+    else {
+      const g = this.guests.get(domid);
+      if (g) g.ignoreShutdown = on;
+    }
+  }
+
+  /** Boot delay for a domain not yet unpaused, or for every later guest ('*'); undefined restores the default. */
+  setBootDelay(domid: number | '*', ms: number | undefined): void {
+    if (ms === undefined) this.bootDelay.delete(domid);
+    else this.bootDelay.set(domid, ms);
+  }
+
+  /** Crashes a running guest; false when the domain has no running guest. */
+  crash(domid: number): boolean {
+    const g = this.guests.get(domid);
+    if (!g || g.phase === 'stopped') return false;
+    void g.crash().catch((err: unknown) => this.opts.log.warn({ err, domid }, 'crash failed'));
+    return true;
+  }
+
+  clearFaults(): void {
+    this.ignoreShutdown.clear();
+    this.bootDelay.clear();
+    for (const g of this.guests.values()) g.ignoreShutdown = false;
+  }
+
+  faults(): Array<{ domid: number | '*'; fault: 'ignore-shutdown' | 'slow-boot'; delayMs?: number }> {
+    const out: Array<{ domid: number | '*'; fault: 'ignore-shutdown' | 'slow-boot'; delayMs?: number }> = [];
+    for (const [domid, on] of this.ignoreShutdown) if (on) out.push({ domid, fault: 'ignore-shutdown' });
+    for (const [domid, delayMs] of this.bootDelay) out.push({ domid, fault: 'slow-boot', delayMs });
+    return out;
+  }
+
+  status(domid: number): GuestStatus | undefined {
+    const g = this.guests.get(domid);
+    if (!g) return undefined;
+    return { phase: g.phase, ignoreShutdown: g.ignoreShutdown, frontends: g.frontendStates() };
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([...this.guests.values()].map((g) => g.stop()));
+    this.guests.clear();
+  }
+}
