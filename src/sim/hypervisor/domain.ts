@@ -1,0 +1,119 @@
+// One simulated domain's state, and its decoding into xc_domaininfo_t fields.
+import { CreateFlag, DomInfoFlag, type DomainInfo, type DomainType } from '../../hypervisor/types.js';
+import { GuestMemory } from '../memory/guest-memory.js';
+import { GuestDirtier } from '../memory/dirtier.js';
+
+export interface EventChannel {
+  port: number;
+  /** The domain allowed to bind the other end. */
+  remoteDomid: number;
+}
+
+export class SimDomain {
+  /** XEN_DOMCTL_CDF_* bits given at creation. */
+  readonly createFlags: number;
+  readonly maxVcpus: number;
+  readonly maxEvtchnPort: number;
+  /** Vcpus the guest has up (set by build / setMaxVcpus). */
+  onlineVcpus = 0;
+  maxPages = 0;
+  /** Set by build or restore. */
+  type: DomainType | undefined;
+  built = false;
+  /** Xen creates domains paused: the toolstack's first unpause starts them. */
+  pauseCount = 1;
+  shutdownCode: number | undefined;
+  dying = false;
+  readonly memory: GuestMemory;
+  readonly dirtier = new GuestDirtier();
+  cpuTimeNs = 0;
+  /** Clock (ms) since when the domain has been running; undefined when not running. */
+  runningSince: number | undefined;
+  readonly evtchns = new Map<number, EventChannel>();
+  /** Special pages, as pfns. */
+  startInfoPfn = 1;
+  storePfn = 2;
+  consolePfn = 3;
+  storePort = 0;
+  consolePort = 0;
+  /** Machine frame of pfn 0: PV MFNs are mfnBase + pfn, distinct across domains. */
+  readonly mfnBase: number;
+  /** A save or restore holds the domain. */
+  busy: 'save' | 'restore' | undefined;
+
+  constructor(
+    readonly domid: number,
+    readonly handle: string,
+    cfg: { flags: number; maxVcpus: number; maxEvtchnPort?: number },
+    mfnBase: number,
+  ) {
+    this.createFlags = cfg.flags;
+    this.maxVcpus = cfg.maxVcpus;
+    this.maxEvtchnPort = cfg.maxEvtchnPort ?? 1023;
+    this.mfnBase = mfnBase;
+    this.memory = new GuestMemory(domid * 0x10001 + hashString(handle));
+  }
+
+  get hvm(): boolean {
+    return (this.createFlags & CreateFlag.hvm) !== 0;
+  }
+
+  /** Running: built, unpaused, not shut down, not dying (a vcpu would be scheduled). */
+  get isRunning(): boolean {
+    return this.built && this.pauseCount === 0 && this.shutdownCode === undefined && !this.dying;
+  }
+
+  get totPages(): number {
+    return this.dying ? 0 : this.memory.presentPages;
+  }
+
+  /** Accrues cpu time and guest writes up to `now` (ms). */
+  settle(now: number): void {
+    if (this.runningSince === undefined) return;
+    const elapsedMs = now - this.runningSince;
+    if (elapsedMs <= 0) return;
+    this.cpuTimeNs += Math.round(elapsedMs * 1e6);
+    this.dirtier.advance(this.memory, elapsedMs);
+    this.runningSince = now;
+  }
+
+  /** Call after any state change (after settle): starts or stops the run clock. */
+  updateRunning(now: number): void {
+    if (this.isRunning) this.runningSince ??= now;
+    else this.runningSince = undefined;
+  }
+
+  info(): DomainInfo {
+    let flags = 0;
+    if (this.dying) flags |= DomInfoFlag.dying;
+    if (this.hvm) flags |= DomInfoFlag.hvm_guest;
+    if (this.shutdownCode !== undefined) flags |= DomInfoFlag.shutdown | ((this.shutdownCode & 0xff) << 16);
+    if (this.pauseCount > 0) flags |= DomInfoFlag.paused;
+    if (this.isRunning) flags |= DomInfoFlag.running;
+    if (this.createFlags & CreateFlag.xs_domain) flags |= DomInfoFlag.xs_domain;
+    if (this.hvm && this.createFlags & CreateFlag.hap) flags |= DomInfoFlag.hap;
+    return {
+      domid: this.domid,
+      flags,
+      dying: this.dying,
+      shutdown: this.shutdownCode !== undefined,
+      shutdownReason: this.shutdownCode ?? 0,
+      paused: this.pauseCount > 0,
+      running: this.isRunning,
+      blocked: false,
+      hvm: this.hvm,
+      totPages: this.totPages,
+      maxPages: this.maxPages,
+      cpuTimeNs: this.cpuTimeNs,
+      onlineVcpus: this.onlineVcpus,
+      maxVcpuId: Math.max(0, this.maxVcpus - 1),
+      handle: this.handle,
+    };
+  }
+}
+
+function hashString(text: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 0x01000193);
+  return h >>> 0;
+}

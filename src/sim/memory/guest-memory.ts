@@ -1,0 +1,164 @@
+// A guest's pseudo-physical memory, sparse: only pages that were ever written cost anything.
+//
+// The p2m covers pfns [0, p2mSize). A pfn in that range is *present* (populated) unless it is
+// a hole (ballooned out, or never sent by a migration stream). A present page that was never
+// written reads as zeros and costs nothing. A written page is stored either as its bytes
+// (restored or explicitly written) or, for pages a simulated running guest dirtied, as a
+// generation number whose bytes are derived on demand (see pattern.ts): a guest that dirties
+// thousands of pages keeps costing a few bytes per page until somebody reads them.
+import { createHash } from 'node:crypto';
+import { fillPattern } from './pattern.js';
+
+export const PAGE_SIZE = 4096;
+export const PAGE_SHIFT = 12;
+
+type PageContent = Uint8Array | number;
+
+export class GuestMemory {
+  private p2mSizeValue = 0;
+  private readonly pages = new Map<number, PageContent>();
+  private readonly holes = new Set<number>();
+  /** Dirty pfns since the last clean, while log-dirty is enabled. */
+  private dirtyLog: Set<number> | undefined;
+
+  /** Seed of generated page contents: distinct guests write distinct bytes. */
+  constructor(readonly seed: number) {}
+
+  get p2mSize(): number {
+    return this.p2mSizeValue;
+  }
+
+  /** Populated pages (what Xen counts in tot_pages for the guest's RAM). */
+  get presentPages(): number {
+    return this.p2mSizeValue - this.holes.size;
+  }
+
+  /** Pages with stored contents (the sim's real cost). */
+  get touchedPages(): number {
+    return this.pages.size;
+  }
+
+  isPresent(pfn: number): boolean {
+    return pfn >= 0 && pfn < this.p2mSizeValue && !this.holes.has(pfn);
+  }
+
+  /** Populates pfns [0, count) on a fresh build. */
+  populateRange(count: number): void {
+    for (let pfn = this.p2mSizeValue; pfn < count; pfn++) this.holes.delete(pfn);
+    if (count > this.p2mSizeValue) this.p2mSizeValue = count;
+  }
+
+  /** Populates one pfn (restore); pfns skipped over become holes. Returns true if it was absent. */
+  populate(pfn: number): boolean {
+    if (pfn >= this.p2mSizeValue) {
+      for (let gap = this.p2mSizeValue; gap < pfn; gap++) this.holes.add(gap);
+      this.p2mSizeValue = pfn + 1;
+      return true;
+    }
+    return this.holes.delete(pfn);
+  }
+
+  /** Removes a page from the guest (balloon out); its contents are dropped. Returns true if it was present. */
+  release(pfn: number): boolean {
+    if (!this.isPresent(pfn)) return false;
+    this.holes.add(pfn);
+    this.pages.delete(pfn);
+    return true;
+  }
+
+  /** The highest present pfn, or -1. */
+  highestPresent(): number {
+    for (let pfn = this.p2mSizeValue - 1; pfn >= 0; pfn--) if (!this.holes.has(pfn)) return pfn;
+    return -1;
+  }
+
+  /** A page's bytes; undefined for a page that reads as zeros (never written). */
+  read(pfn: number): Uint8Array | undefined {
+    const content = this.pages.get(pfn);
+    if (content === undefined) return undefined;
+    if (typeof content !== 'number') return content;
+    const bytes = new Uint8Array(PAGE_SIZE);
+    fillPattern(bytes, this.seed, pfn, content);
+    return bytes;
+  }
+
+  /** Stores a page's bytes (all-zero pages are stored as nothing). */
+  write(pfn: number, data: Uint8Array): void {
+    if (data.length !== PAGE_SIZE) throw new RangeError(`page ${pfn}: ${data.length} bytes, expected ${PAGE_SIZE}`);
+    if (!this.isPresent(pfn)) throw new RangeError(`page ${pfn} is not populated`);
+    if (isZero(data)) this.pages.delete(pfn);
+    else this.pages.set(pfn, Uint8Array.from(data));
+    this.markDirty(pfn);
+  }
+
+  /** A running guest writes to a page: its content becomes the next generation of its pattern. */
+  dirtyGenerated(pfn: number): void {
+    if (!this.isPresent(pfn)) return;
+    const previous = this.pages.get(pfn);
+    const generation = typeof previous === 'number' ? previous + 1 : 1;
+    this.pages.set(pfn, generation);
+    this.markDirty(pfn);
+  }
+
+  private markDirty(pfn: number): void {
+    this.dirtyLog?.add(pfn);
+  }
+
+  get logDirtyEnabled(): boolean {
+    return this.dirtyLog !== undefined;
+  }
+
+  enableLogDirty(): void {
+    this.dirtyLog = new Set();
+  }
+
+  disableLogDirty(): void {
+    this.dirtyLog = undefined;
+  }
+
+  /** Dirty pfns since the last clean, sorted; the log is kept (XEN_DOMCTL_SHADOW_OP_PEEK). */
+  peekDirty(): number[] {
+    return [...(this.dirtyLog ?? [])].sort((a, b) => a - b);
+  }
+
+  /** Dirty pfns since the last clean, sorted; the log is reset (XEN_DOMCTL_SHADOW_OP_CLEAN). */
+  cleanDirty(): number[] {
+    const dirty = this.peekDirty();
+    this.dirtyLog?.clear();
+    return dirty;
+  }
+
+  /**
+   * sha256 over (pfn, bytes) of every present page that is not all zeros, in pfn order, plus
+   * the set of present pfns: two guests with equal checksums hold byte-identical memory.
+   */
+  checksum(): string {
+    const hash = createHash('sha256');
+    const header = Buffer.alloc(16);
+    header.writeUInt32LE(this.p2mSizeValue, 0);
+    header.writeUInt32LE(this.presentPages, 4);
+    hash.update(header);
+    for (const hole of [...this.holes].sort((a, b) => a - b)) hash.update(u64(hole));
+    for (const pfn of [...this.pages.keys()].sort((a, b) => a - b)) {
+      const bytes = this.read(pfn);
+      if (bytes === undefined || isZero(bytes)) continue;
+      hash.update(u64(pfn));
+      hash.update(bytes);
+    }
+    return hash.digest('hex');
+  }
+}
+
+function u64(value: number): Buffer {
+  const out = Buffer.alloc(8);
+  out.writeBigUInt64LE(BigInt(value));
+  return out;
+}
+
+export function isZero(data: Uint8Array): boolean {
+  const words = data.byteOffset % 4 === 0 && data.length % 4 === 0
+    ? new Uint32Array(data.buffer, data.byteOffset, data.length / 4)
+    : data;
+  for (let i = 0; i < words.length; i++) if (words[i] !== 0) return false;
+  return true;
+}
