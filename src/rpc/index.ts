@@ -1,0 +1,3 @@
+export { createApiServer } from './server.js';
+export { ApiError, Errors, toApiError, isCancelled, ERROR_CODES, type ErrorName } from './errors.js';
+export type { ApiServer, ApiServerOptions, Handler, HandlerContext } from './types.js';

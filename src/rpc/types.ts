@@ -1,0 +1,40 @@
+// Types shared by the API server and the code that registers methods on it.
+import type { Logger } from 'pino';
+
+export interface HandlerContext {
+  /** The JSON-RPC method name. */
+  method: string;
+  /** pino child logger of the request. */
+  logger: Logger;
+  /** Aborted when the client's connection closes (long-polls stop waiting). Created on first use. */
+  readonly signal: AbortSignal;
+}
+
+/** A method implementation. `params` are already validated against api/v1 (never undefined; {} when absent). */
+export type Handler = (params: any, ctx: HandlerContext) => Promise<unknown>;
+
+export interface ApiServerOptions {
+  /** Path of the unix socket to listen on; its directory is created if missing. */
+  socketPath: string;
+  /** Group (name or gid) that may use the socket: mode 0660 and chgrp; without it the mode is 0600. */
+  group?: string | number;
+  logger: Logger;
+  /** Implementations, by method name. Every name must be in api/v1 METHODS. Missing ones answer -32601. */
+  methods: Record<string, Handler>;
+  /** The daemon's version (semver), reported in the OpenRPC document's x-daemon-version. */
+  version: string;
+  /** Largest request body accepted, bytes (default 1 MiB). */
+  maxBodyBytes?: number;
+  /** Largest batch accepted, requests (default 1000). */
+  maxBatch?: number;
+  /** Validate each result against its schema and answer INTERNAL on a mismatch (default true). */
+  validateResults?: boolean;
+}
+
+export interface ApiServer {
+  readonly socketPath: string;
+  /** The OpenRPC document served at GET /v1/openrpc.json and by rpc.discover. */
+  readonly openrpc: Record<string, unknown>;
+  /** Stop listening, end open connections (long-polls included), remove the socket file. */
+  close(): Promise<void>;
+}
