@@ -56,6 +56,7 @@ export interface FaultStatus {
   backends: Array<{ path: string; mode: BackendFaultMode; message?: string }>;
   guests: Array<{ domid: number | '*'; fault: GuestFault; delayMs?: number }>;
   xenstoredLatencyMs: number;
+  hypercalls: Array<{ call: string; errno: string; times?: number }>;
 }
 
 /** Method name → params → result. The server validates params at run time; this is the client's typing. */

@@ -40,6 +40,14 @@ export class GuestManager {
     guest.start();
   }
 
+  /** xc_domain_resume after a suspend: the guest carries on from where it was, without booting. */
+  onResumed(domid: number): void {
+    this.suspended.add(domid);
+    const existing = this.guests.get(domid);
+    if (existing && existing.phase !== 'stopped') return;
+    this.onUnpaused(domid);
+  }
+
   onPaused(domid: number): void {
     this.guests.get(domid)?.setPaused(true);
   }
