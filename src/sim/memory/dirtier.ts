@@ -8,6 +8,9 @@
 import type { GuestMemory } from './guest-memory.js';
 import { mix } from './pattern.js';
 
+/** Pfns below this are the builder's boot pages (see sim/hypervisor/boot-pages.ts). */
+export const FIRST_DIRTY_PFN = 4;
+
 export class GuestDirtier {
   private pagesPerSecond = 0;
   private carry = 0;
@@ -35,9 +38,11 @@ export class GuestDirtier {
 
   /** Dirties `count` pages now (tests and fault injection use it for an exact count). */
   writePages(memory: GuestMemory, count: number): void {
-    const span = memory.p2mSize;
+    // The boot pages (kernel, start_info, rings) are left alone, as a guest kernel would.
+    const first = memory.p2mSize > FIRST_DIRTY_PFN ? FIRST_DIRTY_PFN : 0;
+    const span = memory.p2mSize - first;
     for (let i = 0; i < count; i++) {
-      const pfn = mix(memory.seed ^ Math.imul(++this.writes, 0x27d4eb2d)) % span;
+      const pfn = first + (mix(memory.seed ^ Math.imul(++this.writes, 0x27d4eb2d)) % span);
       memory.dirtyGenerated(pfn);
     }
   }
