@@ -1,0 +1,81 @@
+// The daemon assembled: backend, store, task engine, updates, domain watcher, recovery, API server.
+import type { Logger } from 'pino';
+import type { Server } from 'node:net';
+import { createApiServer } from '../rpc/server.js';
+import type { ApiServer, Handler } from '../rpc/types.js';
+import { TaskEngine } from '../tasks/engine.js';
+import { taskMethods } from '../tasks/methods.js';
+import { UpdatesLog } from '../updates/log.js';
+import { updatesMethods } from '../updates/methods.js';
+import { DomainEvents } from '../ops/domain-events.js';
+import { DEFAULT_TIMEOUTS, type OpsEnv, type OpsTimeouts } from '../ops/env.js';
+import { VmStore } from '../vm/store.js';
+import { openBackend, type BackendKind } from './backend.js';
+import { vmMethods } from './methods.js';
+import { VmOperations } from './operations.js';
+import { recover, type RecoveryReport } from './recovery.js';
+import { startTestHooks } from './test-hooks.js';
+
+export interface DaemonOptions {
+  backend: BackendKind;
+  simDir?: string;
+  socketPath: string;
+  stateDir: string;
+  group?: string;
+  logger: Logger;
+  version: string;
+  timeouts?: Partial<OpsTimeouts>;
+  /** Tasks at once across VMs (level 0); default 64. */
+  concurrency?: number;
+  /** Path of the test-hooks socket (tests only). */
+  testHooks?: string;
+}
+
+export class Daemon {
+  private constructor(
+    readonly env: OpsEnv,
+    readonly engine: TaskEngine,
+    private readonly server: ApiServer,
+    private readonly hooks: Server | undefined,
+    readonly recovery: RecoveryReport,
+  ) {}
+
+  static async start(opts: DaemonOptions): Promise<Daemon> {
+    const { logger } = opts;
+    const store = await VmStore.open(opts.stateDir);
+    const { hv, xs } = await openBackend({ kind: opts.backend, simDir: opts.simDir, logger });
+    const updates = new UpdatesLog();
+    const engine = new TaskEngine({ logger, updates, concurrency: [opts.concurrency ?? 64, 64, 64, 64] });
+    const domains = new DomainEvents(hv, xs, logger.child({ component: 'domains' }));
+    const env: OpsEnv = { hv, xs, store, domains, updates, timeouts: { ...DEFAULT_TIMEOUTS, ...opts.timeouts }, logger };
+    const ops = new VmOperations(env, engine);
+    await domains.start();
+    const recovery = await recover(env, ops, logger.child({ component: 'recovery' }));
+    logger.info({ recovery }, 'recovery done');
+    domains.subscribe((list) => ops.onDomainScan(list));
+    domains.trigger();
+    const methods: Record<string, Handler> = {
+      ...vmMethods({ env, ops, daemonVersion: opts.version }),
+      ...taskMethods(engine),
+      ...updatesMethods(updates),
+    };
+    const server = await createApiServer({ socketPath: opts.socketPath, group: opts.group, logger, methods, version: opts.version });
+    const hooks = opts.testHooks ? await startTestHooks(opts.testHooks, engine) : undefined;
+    return new Daemon(env, engine, server, hooks, recovery);
+  }
+
+  get socketPath(): string {
+    return this.server.socketPath;
+  }
+
+  /** Stops taking requests, lets running tasks end (up to graceMs), then closes the backend connections. */
+  async stop(graceMs = 5000): Promise<void> {
+    await this.server.close();
+    this.hooks?.close();
+    await Promise.race([this.engine.drain(), new Promise((r) => setTimeout(r, graceMs).unref())]);
+    this.engine.close();
+    await this.env.domains.close();
+    await this.env.xs.close().catch(() => {});
+    await this.env.hv.close().catch(() => {});
+  }
+}
