@@ -90,7 +90,7 @@ export const VmSpec: JsonSchema = {
     xenstore_data: {
       type: 'object',
       maxProperties: 1024,
-      propertyNames: { minLength: 1, maxLength: 1024 },
+      propertyNames: { type: 'string', minLength: 1, maxLength: 1024 },
       additionalProperties: { type: 'string', maxLength: 4096 },
     },
   },
