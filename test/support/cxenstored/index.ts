@@ -18,6 +18,10 @@ export interface CXenstored {
   /** xenstored's own trace of every message in and out (empty path when tracing is off). */
   tracePath: string;
   pid: number;
+  /** What xenstored wrote to stderr so far (the first 64 KiB): its reason if it died. */
+  stderr(): string;
+  /** Exit code or signal once it exited, else undefined. */
+  exitStatus(): number | string | undefined;
   stop(): Promise<void>;
 }
 
@@ -149,5 +153,12 @@ export async function startCXenstored(opts: StartOptions): Promise<CXenstored> {
     }
     await new Promise((r) => setTimeout(r, 20));
   }
-  return { socketPath, tracePath, pid: child.pid!, stop };
+  return {
+    socketPath,
+    tracePath,
+    pid: child.pid!,
+    stderr: () => stderr,
+    exitStatus: () => child.exitCode ?? child.signalCode ?? undefined,
+    stop,
+  };
 }

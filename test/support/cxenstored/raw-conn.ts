@@ -45,7 +45,23 @@ export class RawConn {
     sock.on('close', () => this.fail(new Error('connection closed by server')));
   }
 
-  static connect(path: string): Promise<RawConn> {
+  /**
+   * Connects, retrying EAGAIN: the C xenstored listens with a backlog of 1, so a burst of connects
+   * finds the queue full until it accepts.
+   */
+  static async connect(path: string, timeoutMs = 5000): Promise<RawConn> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      try {
+        return await RawConn.connectOnce(path);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EAGAIN' || Date.now() > deadline) throw err;
+        await new Promise((r) => setTimeout(r, 1));
+      }
+    }
+  }
+
+  private static connectOnce(path: string): Promise<RawConn> {
     return new Promise((resolve, reject) => {
       const sock = connect(path);
       sock.once('connect', () => {
