@@ -1,0 +1,233 @@
+// One test suite for both XenstoreClient transports ('native' socket client, 'libxenstore' through koffi), run
+// against the sim xenstored and, where it can run, Debian's C xenstored: the same calls must give the same
+// results through either transport.
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { openXenstore, type XenstoreTransport } from '../../src/xenstore/index.js';
+import { XsError, XsTimeoutError, type Watch, type WatchEvent, type XenstoreClient } from '../../src/xenstore/types.js';
+import { loadLibxenstore } from '../../bindings/xenstore-lib.js';
+import { serverUnavailable, startServer, type ServerHandle, type ServerKind } from './servers.js';
+
+function transportUnavailable(t: XenstoreTransport): string | undefined {
+  if (t === 'native') return undefined;
+  try {
+    loadLibxenstore();
+    return undefined;
+  } catch (e) {
+    return `libxenstore.so.4 not loadable (Debian package libxenstore4): ${(e as Error).message}`;
+  }
+}
+
+async function nextEvent(w: Watch, ms = 3000): Promise<WatchEvent> {
+  const it = w[Symbol.asyncIterator]();
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    const r = await Promise.race([
+      it.next(),
+      new Promise<never>((_, rej) => (timer = setTimeout(() => rej(new Error(`no watch event within ${ms} ms`)), ms))),
+    ]);
+    assert.equal(r.done, false);
+    return r.value as WatchEvent;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+const isErrno = (errno: string) => (e: unknown) => e instanceof XsError && e.errno === errno;
+
+const SERVERS: ServerKind[] = ['sim', 'cxenstored'];
+const TRANSPORTS: XenstoreTransport[] = ['native', 'libxenstore'];
+
+for (const kind of SERVERS) {
+  for (const transport of TRANSPORTS) {
+    const skip = serverUnavailable(kind) ?? transportUnavailable(transport);
+    describe(`xenstore client over ${transport} against ${kind} xenstored`, { skip, timeout: 60_000 }, () => {
+      let dir: string;
+      let server: ServerHandle;
+      let xs: XenstoreClient;
+      const open = (extra: Parameters<typeof openXenstore>[0] = {}) =>
+        openXenstore({ transport, path: server.path, timeoutMs: 5000, healthCheckMs: 50, reconnect: { minDelayMs: 20, maxDelayMs: 200 }, ...extra });
+
+      before(async () => {
+        dir = mkdtempSync(join(tmpdir(), `xs-${kind}-${transport}-`));
+        server = await startServer(kind, dir);
+        xs = await open();
+      });
+      after(async () => {
+        await xs?.close();
+        await server?.stop();
+        rmSync(dir, { recursive: true, force: true });
+      });
+
+      it('reads, writes, lists and removes nodes', async () => {
+        await xs.write('/t/basic/a', 'alpha');
+        await xs.write('/t/basic/b', Buffer.from('beta'));
+        await xs.mkdir('/t/basic/dir');
+        assert.equal(await xs.read('/t/basic/a'), 'alpha');
+        assert.equal(await xs.read('/t/basic/b'), 'beta');
+        assert.equal(await xs.read('/t/basic/dir'), '');
+        assert.deepEqual((await xs.directory('/t/basic')).sort(), ['a', 'b', 'dir']);
+        await xs.write('/t/basic/a', '');
+        assert.equal(await xs.read('/t/basic/a'), '');
+        await xs.rm('/t/basic');
+        await assert.rejects(xs.read('/t/basic/a'), isErrno('ENOENT'));
+        assert.equal(await xs.tryRead('/t/basic/a'), undefined);
+        await assert.rejects(xs.directory('/t/basic'), isErrno('ENOENT'));
+      });
+
+      it('lists a directory too large for one reply (DIRECTORY_PART)', async () => {
+        const names = Array.from({ length: 180 }, (_, i) => `a-rather-long-child-name-${String(i).padStart(4, '0')}`);
+        await Promise.all(names.map((n) => xs.write(`/t/big/${n}`, '')));
+        const listed = await xs.directory('/t/big');
+        assert.equal(listed.length, names.length);
+        assert.deepEqual([...listed].sort(), names);
+        await xs.rm('/t/big');
+      });
+
+      it('sets and reads back permissions', async () => {
+        await xs.write('/t/perm', 'x');
+        await xs.setPerms('/t/perm', [
+          { id: 0, perm: 'n' },
+          { id: 5, perm: 'r' },
+          { id: 6, perm: 'b' },
+        ]);
+        assert.deepEqual(await xs.getPerms('/t/perm'), [
+          { id: 0, perm: 'n' },
+          { id: 5, perm: 'r' },
+          { id: 6, perm: 'b' },
+        ]);
+        await xs.write('/t/perm/child', 'y');
+        assert.deepEqual(await xs.getPerms('/t/perm/child'), await xs.getPerms('/t/perm'), 'children inherit');
+      });
+
+      it('gives typed errors', async () => {
+        await assert.rejects(xs.read('/t/missing/node'), isErrno('ENOENT'));
+        await assert.rejects(xs.read('/t/bad//path'), isErrno('EINVAL'));
+        await assert.rejects(xs.write('/t/big-value', Buffer.alloc(5000)), isErrno('E2BIG'));
+        await assert.rejects(xs.getPerms('/t/missing'), isErrno('ENOENT'));
+        const e = await xs.read('/t/missing').catch((err: unknown) => err);
+        assert.ok(e instanceof XsError && e.op === 'read' && e.path === '/t/missing' && /ENOENT/.test(e.message));
+      });
+
+      it('answers domain queries', async () => {
+        assert.equal(await xs.getDomainPath(7), '/local/domain/7');
+        assert.equal(await xs.getDomainPath(0), '/local/domain/0');
+        assert.equal(await xs.isDomainIntroduced(0), true);
+      });
+
+      it('commits transactions, and retries the whole body when a concurrent write conflicts', async () => {
+        await xs.write('/t/tx/counter', '10');
+        let runs = 0;
+        const result = await xs.transaction(async (tx) => {
+          runs++;
+          const v = Number(await tx.read('/t/tx/counter'));
+          if (runs === 1) await xs.write('/t/tx/counter', '20'); // someone else changes what we read
+          await tx.write('/t/tx/counter', String(v + 1));
+          return v + 1;
+        });
+        assert.equal(runs, 2);
+        assert.equal(result, 21);
+        assert.equal(await xs.read('/t/tx/counter'), '21');
+        // Inside a transaction its own writes are visible, outside not until commit.
+        const tx = await (xs as unknown as { startTransaction(): Promise<import('../../src/xenstore/transaction.js').TxHandle> }).startTransaction();
+        await tx.write('/t/tx/isolated', 'in-tx');
+        assert.equal(await tx.read('/t/tx/isolated'), 'in-tx');
+        assert.equal(await xs.tryRead('/t/tx/isolated'), undefined);
+        await tx.end(false);
+        assert.equal(await xs.tryRead('/t/tx/isolated'), undefined, 'aborted');
+        await assert.rejects(
+          xs.transaction(async (t) => {
+            await t.write('/t/tx/never', '1');
+            throw new Error('body fails');
+          }),
+          /body fails/,
+        );
+        assert.equal(await xs.tryRead('/t/tx/never'), undefined);
+      });
+
+      it('delivers watch events: once on registration, then for changes at or below the path', async () => {
+        const w = await xs.watch('/t/w', 'tok-w');
+        assert.deepEqual(await nextEvent(w), { path: '/t/w', token: 'tok-w' });
+        await xs.write('/t/w/child', '1');
+        assert.deepEqual(await nextEvent(w), { path: '/t/w/child', token: 'tok-w' });
+        await xs.write('/t/elsewhere', '1');
+        await xs.write('/t/w', '2');
+        assert.deepEqual(await nextEvent(w), { path: '/t/w', token: 'tok-w' }, 'nothing for /t/elsewhere');
+        await assert.rejects(xs.watch('/t/w', 'tok-w'), isErrno('EEXIST'));
+        await w.close();
+        await xs.write('/t/w/after', '1');
+        const w2 = await xs.watch('/t/w2');
+        assert.equal((await nextEvent(w2)).path, '/t/w2');
+        await w2.close();
+      });
+
+      it('reconnects after xenstored restarts and re-registers watches', async () => {
+        const c = await open();
+        try {
+          const w = await c.watch('/t/restart', 'tok-r');
+          assert.equal((await nextEvent(w)).path, '/t/restart');
+          await server.restart();
+          // Re-registration on the new server fires the watch once.
+          assert.deepEqual(await nextEvent(w, 10_000), { path: '/t/restart', token: 'tok-r' });
+          await c.write('/t/restart/x', 'after');
+          assert.deepEqual(await nextEvent(w), { path: '/t/restart/x', token: 'tok-r' });
+          assert.equal(await c.read('/t/restart/x'), 'after');
+        } finally {
+          await c.close();
+        }
+        // The suite's shared client recovers too (its connection died with the old server).
+        const deadline = Date.now() + 10_000;
+        for (;;) {
+          try {
+            await xs.write('/t/alive', '1');
+            break;
+          } catch (e) {
+            if (Date.now() > deadline) throw e;
+            await new Promise((r) => setTimeout(r, 50));
+          }
+        }
+      });
+
+      describe('against a server that never answers', () => {
+        let silent: net.Server;
+        const sockets = new Set<net.Socket>();
+        let silentPath: string;
+        before(async () => {
+          silentPath = join(dir, 'silent.sock');
+          silent = net.createServer((s) => {
+            sockets.add(s);
+            s.on('error', () => undefined);
+          });
+          await new Promise<void>((r) => silent.listen(silentPath, () => r()));
+        });
+        after(async () => {
+          // Closing the connections releases any libxenstore call still blocked on a worker thread.
+          for (const s of sockets) s.destroy();
+          await new Promise<void>((r) => silent.close(() => r()));
+        });
+
+        it('times out calls and honours AbortSignal', async () => {
+          const c = await openXenstore({ transport, path: silentPath, timeoutMs: 10_000, reconnect: false });
+          try {
+            const t0 = Date.now();
+            await assert.rejects(c.read('/x', { timeoutMs: 100 }), (e: unknown) => e instanceof XsTimeoutError);
+            const took = Date.now() - t0;
+            assert.ok(took >= 90 && took < 2000, `took ${took} ms`);
+            await assert.rejects(c.read('/x', { signal: AbortSignal.abort() }), { name: 'AbortError' });
+            const ac = new AbortController();
+            const p = c.write('/x', 'v', { signal: ac.signal });
+            setTimeout(() => ac.abort(), 50);
+            await assert.rejects(p, { name: 'AbortError' });
+          } finally {
+            for (const s of sockets) s.destroy();
+            await c.close();
+          }
+        });
+      });
+    });
+  }
+}
