@@ -1,0 +1,155 @@
+// One client of the xenstored: a unix-socket client (always dom0, no domain) or an in-process connection
+// speaking as a domain. Frames requests out of the byte stream, queues replies and watch events, and
+// writes everything queued in one write per burst.
+import { HEADER_SIZE, MsgType, PAYLOAD_MAX } from '../../xenstore/wire.js';
+import type { Domain } from './domains.js';
+import type { Requester } from './perms.js';
+import type { Transaction } from './transaction.js';
+import type { Watch } from './watches.js';
+
+export interface ConnectionSink {
+  write(data: Buffer): void;
+  /** Closes the transport; called once. */
+  close(): void;
+}
+
+export interface RequestHandler {
+  (conn: Connection, type: number, reqId: number, txId: number, payload: Buffer): void;
+}
+
+export class Connection {
+  readonly watches: Watch[] = [];
+  readonly transactions = new Map<number, Transaction>();
+  nextTxId = 0;
+  /** The transaction of the request being processed (set only while processing it). */
+  transaction: Transaction | null = null;
+  closed = false;
+
+  private pending: Buffer | undefined;
+  private out: Buffer[] = [];
+  private outBytes = 0;
+  /** Watch events queued and not yet written: an identical one is not queued twice. */
+  private queuedEvents = new Set<string>();
+  /** Header of the request being answered: replies echo its req_id and tx_id. */
+  private reqId = 0;
+  private txId = 0;
+
+  constructor(
+    /** domid the connection acts as (0 for sockets). */
+    readonly id: number,
+    /** The domain it belongs to; null for socket connections (tools in dom0). */
+    readonly domain: Domain | null,
+    private readonly sink: ConnectionSink,
+    private readonly onDirty: (conn: Connection) => void,
+  ) {}
+
+  get requester(): Requester {
+    const domain = this.domain;
+    return {
+      id: this.id,
+      privileged: !domain || domain.domid === 0,
+      target: domain?.target,
+    };
+  }
+
+  /**
+   * Feeds received bytes; runs `handle` for each complete request. Returns a reason when the stream is
+   * unusable (a length over XENSTORE_PAYLOAD_MAX: it cannot be resynchronised) and the caller drops the connection.
+   */
+  feed(chunk: Buffer, handle: RequestHandler): string | undefined {
+    let buf = this.pending ? Buffer.concat([this.pending, chunk]) : chunk;
+    this.pending = undefined;
+    let off = 0;
+    while (!this.closed && buf.length - off >= HEADER_SIZE) {
+      const len = buf.readUInt32LE(off + 12);
+      if (len > PAYLOAD_MAX) return `request payload length ${len} exceeds ${PAYLOAD_MAX}`;
+      if (buf.length - off < HEADER_SIZE + len) break;
+      const type = buf.readUInt32LE(off);
+      this.reqId = buf.readUInt32LE(off + 4);
+      this.txId = buf.readUInt32LE(off + 8);
+      const payload = buf.subarray(off + HEADER_SIZE, off + HEADER_SIZE + len);
+      off += HEADER_SIZE + len;
+      handle(this, type, this.reqId, this.txId, payload);
+    }
+    if (off < buf.length && !this.closed) this.pending = Buffer.from(buf.subarray(off));
+    return undefined;
+  }
+
+  /** Bytes of a request not yet complete. */
+  get partialBytes(): number {
+    return this.pending?.length ?? 0;
+  }
+
+  private push(type: number, reqId: number, txId: number, payload: string | Buffer): void {
+    const len = typeof payload === 'string' ? Buffer.byteLength(payload, 'latin1') : payload.length;
+    const frame = Buffer.allocUnsafe(HEADER_SIZE + len);
+    frame.writeUInt32LE(type, 0);
+    frame.writeUInt32LE(reqId >>> 0, 4);
+    frame.writeUInt32LE(txId >>> 0, 8);
+    frame.writeUInt32LE(len, 12);
+    if (typeof payload === 'string') frame.write(payload, HEADER_SIZE, 'latin1');
+    else payload.copy(frame, HEADER_SIZE);
+    if (this.out.length === 0) this.onDirty(this);
+    this.out.push(frame);
+    this.outBytes += frame.length;
+  }
+
+  /** send_reply: answers the current request; a payload over the maximum becomes E2BIG. */
+  reply(type: MsgType, payload: string | Buffer): void {
+    if (this.closed) return;
+    const len = typeof payload === 'string' ? payload.length : payload.length;
+    if (len > PAYLOAD_MAX) {
+      this.error('E2BIG');
+      return;
+    }
+    this.push(type, this.reqId, this.txId, payload);
+  }
+
+  ack(type: MsgType): void {
+    this.reply(type, 'OK\0');
+  }
+
+  error(errno: string): void {
+    this.push(MsgType.ERROR, this.reqId, this.txId, `${errno}\0`);
+  }
+
+  /** send_event: queued after whatever is queued already; dropped when too long or already queued. */
+  queueEvent(path: string, token: string): void {
+    if (this.closed) return;
+    const body = `${path}\0${token}\0`;
+    if (body.length > PAYLOAD_MAX) return;
+    if (path[0] !== '@') {
+      if (this.queuedEvents.has(body)) return;
+      this.queuedEvents.add(body);
+    }
+    this.push(MsgType.WATCH_EVENT, 0, 0, body);
+  }
+
+  /** Everything queued, as one buffer (and forgets it). */
+  takeOutput(): Buffer | undefined {
+    if (this.out.length === 0) return undefined;
+    const data = this.out.length === 1 ? this.out[0]! : Buffer.concat(this.out, this.outBytes);
+    this.out = [];
+    this.outBytes = 0;
+    if (this.queuedEvents.size) this.queuedEvents.clear();
+    return data;
+  }
+
+  write(data: Buffer): void {
+    if (!this.closed) this.sink.write(data);
+  }
+
+  /** Drops queued output (ignore_connection frees buffered data). */
+  discardOutput(): void {
+    this.out = [];
+    this.outBytes = 0;
+    this.queuedEvents.clear();
+  }
+
+  closeTransport(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.pending = undefined;
+    this.sink.close();
+  }
+}

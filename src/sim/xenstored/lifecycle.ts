@@ -1,0 +1,90 @@
+// Domain lifecycle: INTRODUCE, RELEASE and the hypervisor's domain-state changes (VIRQ_DOM_EXC in Xen).
+// Destroying a domain removes the nodes it still owns and fires @releaseDomain.
+import type { Connection } from './connection.js';
+import { WALK_OK, WALK_SKIP_CHILDREN, WALK_SUCCESS_STOP, type XsCore } from './core.js';
+import type { Domain } from './domains.js';
+import type { NodePerm } from './perms.js';
+import { fireWatches } from './watches.js';
+
+export interface ConnectionCloser {
+  /** Forgets a connection's watches and transactions and closes its transport. */
+  dropConnection(conn: Connection, reason: string): void;
+}
+
+/** conn_delete_all_watches + conn_delete_all_transactions. */
+export function resetConnection(conn: Connection): void {
+  if (conn.domain) conn.domain.nbwatch = Math.max(0, conn.domain.nbwatch - conn.watches.length);
+  conn.watches.length = 0;
+  conn.transactions.clear();
+  conn.transaction = null;
+}
+
+/** introduce_domain + domain_conn_reset (a re-introduction resets the domain's connections). */
+export function introduceDomain(core: XsCore, domid: number): void {
+  const domain = core.domains.findOrAlloc(domid, core.generation);
+  if (!domain.introduced) {
+    // Connections the sim opened for this domain before its introduction keep their state: in Xen
+    // the ring only starts to exist here.
+    domain.introduced = true;
+    domain.shutdown = false;
+    if (domid !== 0) fireWatches(core, null, '@introduceDomain', undefined, true, undefined);
+    return;
+  }
+  for (const conn of domain.conns) resetConnection(conn);
+}
+
+function removeDomidFromPerms(perms: readonly NodePerm[], domid: number): NodePerm[] {
+  const out: NodePerm[] = [perms[0]!.id === domid ? { id: 0, bits: perms[0]!.bits } : perms[0]!];
+  for (let i = 1; i < perms.length; i++) if (perms[i]!.id !== domid) out.push(perms[i]!);
+  return out;
+}
+
+/** destroy_domain: remove orphaned nodes, forget the domain, tell @releaseDomain watchers. */
+export function destroyDomain(core: XsCore, closer: ConnectionCloser, domain: Domain): void {
+  for (const conn of [...domain.conns]) closer.dropConnection(conn, 'domain released');
+  if (domain.nbentry > 0) {
+    core.walk(null, '/', (node) => {
+      if (node.perms[0]!.id !== domain.domid) return WALK_OK;
+      const err = core.rmNode(null, node.name);
+      if (err) core.log?.error({ node: node.name, err }, 'could not delete orphaned node');
+      return domain.nbentry > 0 ? WALK_SKIP_CHILDREN : WALK_SUCCESS_STOP;
+    }, undefined);
+  }
+  for (const [name, perms] of core.specialPerms) core.specialPerms.set(name, removeDomidFromPerms(perms, domain.domid));
+  core.domains.remove(domain);
+  if (domain.introduced) fireWatches(core, null, '@releaseDomain', undefined, true, undefined);
+}
+
+/** check_domains: shutdown and death as the hypervisor reports them. */
+export function checkDomains(core: XsCore, closer: ConnectionCloser): void {
+  let notify = false;
+  for (;;) {
+    let again = false;
+    for (const domain of core.domains.list()) {
+      const state = core.domains.state(domain.domid);
+      const valid = state !== 'gone';
+      if (!domain.introduced) {
+        if (!valid) {
+          destroyDomain(core, closer, domain);
+          again = true;
+          break;
+        }
+        continue;
+      }
+      if (valid) {
+        if (state === 'shutdown' && !domain.shutdown) {
+          domain.shutdown = true;
+          notify = true;
+        }
+        if (state !== 'dying') continue;
+      }
+      if (domain.domid === 0) continue;
+      destroyDomain(core, closer, domain);
+      notify = false;
+      again = true;
+      break;
+    }
+    if (!again) break;
+  }
+  if (notify) fireWatches(core, null, '@releaseDomain', undefined, true, undefined);
+}
