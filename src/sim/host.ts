@@ -3,9 +3,10 @@
 // that dies leaves them running, as on Xen.
 import { join } from 'node:path';
 import { unlink } from 'node:fs/promises';
-import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import { SimHypervisor } from './hypervisor/index.js';
+import { SimXenstored } from './xenstored/index.js';
+import { HypervisorServer } from './hypervisor/server.js';
 import { XsClient } from '../xenstore/client.js';
 import type { XenstoreClient } from '../xenstore/types.js';
 import { BackendDriver } from './backends/index.js';
@@ -31,23 +32,7 @@ export interface SimHostOptions {
   onKill?: (hard: boolean) => void;
 }
 
-/** What the host needs of helper A's xenstored. */
-interface SimXenstoredLike {
-  listen(socketPath: string): Promise<void>;
-  connectAs(domid: number): Duplex;
-  isIntroduced(domid: number): boolean;
-  domainStateChanged(): void;
-  setLatency(ms: number): void;
-  stats(): unknown;
-  close(): Promise<void>;
-}
 type DomainLiveness = 'running' | 'shutdown' | 'dying' | 'gone';
-
-/** What the host needs of helper D1's hypervisor RPC server. */
-interface HypervisorServerLike {
-  listen(socketPath: string): Promise<void>;
-  close(): Promise<void>;
-}
 
 export const SOCKETS = { xenstored: 'xenstored.sock', hypervisor: 'hypervisor.sock', control: 'control.sock' } as const;
 
@@ -81,8 +66,8 @@ class DomainLivenessTracker {
 export class SimHost {
   readonly hv: SimHypervisor;
   private readonly startedAt = performance.now();
-  private xenstored?: SimXenstoredLike;
-  private hvServer?: HypervisorServerLike;
+  private xenstored?: SimXenstored;
+  private hvServer?: HypervisorServer;
   private dom0?: XenstoreClient;
   private backends?: BackendDriver;
   private guests?: GuestManager;
@@ -113,18 +98,11 @@ export class SimHost {
     const hv = this.hv;
     const liveness = new DomainLivenessTracker(hv);
 
-    // Loaded by path so this module builds before helpers A and D1 land theirs.
-    const { SimXenstored } = (await import(modulePath('./xenstored/index.js'))) as {
-      SimXenstored: new (o: { domainStatus?: (domid: number) => DomainLiveness; latencyMs?: number; logger?: Logger }) => SimXenstoredLike;
-    };
     const xenstored = new SimXenstored({ domainStatus: liveness.status, latencyMs: this.opts.xenstoredLatencyMs, logger: log.child({ part: 'xenstored' }) });
     this.xenstored = xenstored;
     hv.on('domExc', () => xenstored.domainStateChanged());
     await xenstored.listen(this.socketPath('xenstored'));
 
-    const { HypervisorServer } = (await import(modulePath('./hypervisor/server.js'))) as {
-      HypervisorServer: new (hv: SimHypervisor, o?: { logger?: Logger }) => HypervisorServerLike;
-    };
     this.hvServer = new HypervisorServer(hv, { logger: log.child({ part: 'hypervisor' }) });
     await this.hvServer.listen(this.socketPath('hypervisor'));
 
@@ -196,8 +174,4 @@ async function writeDom0Skeleton(xs: XenstoreClient): Promise<void> {
     ['/tool/xenstored', ''],
   ];
   for (const [path, value] of keys) if ((await xs.tryRead(path)) === undefined) await xs.write(path, value);
-}
-
-function modulePath(rel: string): string {
-  return new URL(rel, import.meta.url).href;
 }

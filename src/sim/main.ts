@@ -89,7 +89,7 @@ export async function main(argv: string[]): Promise<number> {
     return 2;
   }
 
-  const log = pino({ level: opts.level, base: { part: 'sim-host', pid: process.pid } }, pino.destination(2));
+  const log = pino({ level: opts.level, name: 'sim-host', base: { pid: process.pid } }, pino.destination(2));
   await mkdir(opts.dir, { recursive: true });
   const lockPath = join(opts.dir, 'sim-host.pid');
   const lock = await takeLock(lockPath);
