@@ -6,8 +6,8 @@ import pino from 'pino';
 import { Daemon } from './daemon.js';
 import type { BackendKind } from './backend.js';
 
-export const DEFAULT_SOCKET = '/run/xenopsd-ng/api.sock';
-export const DEFAULT_STATE_DIR = '/run/xenopsd-ng/state';
+import { DEFAULT_SOCKET, DEFAULT_STATE_DIR } from './defaults.js';
+export { DEFAULT_SOCKET, DEFAULT_STATE_DIR };
 
 const USAGE = `usage: xenopsd-ng run [options]
 
@@ -31,7 +31,7 @@ Logs are JSON lines on stderr. Once the API listens, one JSON line {"ready":true
 Exit status: 0 after a clean stop (SIGINT/SIGTERM), 1 when start-up fails, 2 on a bad command line.
 `;
 
-function daemonVersion(): string {
+export function daemonVersion(): string {
   try {
     const pkg = JSON.parse(readFileSync(resolve(import.meta.dirname, '..', '..', 'package.json'), 'utf8')) as { version?: string };
     if (pkg.version) return pkg.version;
