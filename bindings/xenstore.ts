@@ -389,37 +389,51 @@ export class LibXenstoreClient extends EventEmitter implements XenstoreClient {
     this.reconnectingWatches = true;
     let delay = this.minDelay;
     try {
-      await slot.run(async () => slot.kill());
       while (!this.closed) {
-        const r = await slot.run(async () => {
-          const o = await openHandle(this.lib, this.opts.path);
-          if (o.ptr) slot.adopt(o.ptr);
-          return o;
+        await slot.run(async () => slot.kill());
+        const opened = await slot.run(async () => {
+          // A watch() call may have reopened it meanwhile (its job runs ensureOpen).
+          if (slot.ptr === undefined) {
+            const r = await openHandle(this.lib, this.opts.path);
+            if (r.ptr) slot.adopt(r.ptr);
+          }
+          return slot.ptr !== undefined;
         });
-        if (r.ptr) break;
+        if (opened && (await this.reregister(slot))) {
+          await this.startPolling(slot);
+          this.opts.logger?.info('xenstore(libxenstore): reconnected, watches re-registered');
+          this.emit('reconnected');
+          return;
+        }
+        // Not up yet, or it went down again while we registered: wait and start over.
         await new Promise((res) => setTimeout(res, delay).unref());
         delay = Math.min(delay * 2, this.maxDelay);
       }
-      if (this.closed) return;
-      for (const list of this.watches.values()) {
-        for (const w of list) {
-          try {
-            await this.exec('watch', w.path, undefined, (h) => this.boolCall(this.lib.xs_watch, h, w.path, w.token), slot);
-          } catch (err) {
-            this.opts.logger?.warn({ err, path: w.path }, 'xenstore(libxenstore): re-registering watch failed');
-            this.forget(w);
-            w.end(err);
-          }
-        }
-      }
-      await this.startPolling(slot);
-      this.opts.logger?.info('xenstore(libxenstore): reconnected, watches re-registered');
-      this.emit('reconnected');
     } catch (err) {
       this.opts.logger?.error({ err }, 'xenstore(libxenstore): reconnecting watches failed');
     } finally {
       this.reconnectingWatches = false;
     }
+  }
+
+  /** Registers every watch on the (new) watch handle; false when the connection was lost meanwhile. */
+  private async reregister(slot: HandleSlot): Promise<boolean> {
+    const generation = slot.generation;
+    for (const list of [...this.watches.values()]) {
+      for (const w of [...list]) {
+        try {
+          await this.exec('watch', w.path, undefined, (h) => this.boolCall(this.lib.xs_watch, h, w.path, w.token), slot);
+          if (slot.generation !== generation) return false; // reopened under us: the earlier ones are gone
+        } catch (err) {
+          if (err instanceof XsConnectionError) return false;
+          if (err instanceof XsError && err.errno === 'EEXIST') continue; // registered by a concurrent watch()
+          this.opts.logger?.warn({ err, path: w.path }, 'xenstore(libxenstore): re-registering watch failed');
+          this.forget(w);
+          w.end(err);
+        }
+      }
+    }
+    return true;
   }
 
   // ---- domains and control -------------------------------------------------------------------------------

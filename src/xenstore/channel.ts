@@ -8,6 +8,8 @@ import { XsError, XsTimeoutError, type CallOptions } from './types.js';
 import { XsConnectionError, XsProtocolError, abortReason } from './errors.js';
 import { buildFrame } from './frame.js';
 
+const STABLE_CONNECTION_MS = 1000;
+
 export interface ReconnectPolicy {
   /** First wait after a failed attempt (ms). */
   minDelayMs: number;
@@ -64,6 +66,8 @@ export class Channel {
   private abandonedTxStarts = new Set<number>();
   /** Bumped on every (re)connection; transactions remember the generation they were opened in. */
   generation = 0;
+  private connectedAt = 0;
+  private lastDelay = 0;
 
   constructor(private readonly opts: ChannelOptions) {}
 
@@ -174,6 +178,7 @@ export class Channel {
 
   private attach(s: Duplex): void {
     this.stream = s;
+    this.connectedAt = Date.now();
     this.decoder = new Decoder();
     this.generation++;
     s.on('data', (chunk: Buffer) => {
@@ -251,7 +256,12 @@ export class Channel {
   private async reconnectLoop(policy: ReconnectPolicy): Promise<void> {
     if (this.reconnecting) return;
     this.reconnecting = true;
-    let delay = policy.minDelayMs;
+    // A connection that died soon after it was made (a server going down as we connected, or one that keeps
+    // dropping us) does not reset the backoff: otherwise a flapping server is hammered.
+    const stable = Date.now() - this.connectedAt >= STABLE_CONNECTION_MS;
+    let delay = stable ? policy.minDelayMs : Math.min(Math.max(this.lastDelay * 2, policy.minDelayMs), policy.maxDelayMs);
+    this.lastDelay = delay;
+    if (!stable) await new Promise((r) => setTimeout(r, delay).unref());
     let attempts = 0;
     try {
       while (!this.closing) {
@@ -285,6 +295,7 @@ export class Channel {
           this.opts.logger?.debug({ err, socket: this.opts.describe, attempts }, 'xenstore: reconnect attempt failed');
           await new Promise((r) => setTimeout(r, delay).unref());
           delay = Math.min(delay * 2, policy.maxDelayMs);
+          this.lastDelay = delay;
         }
       }
     } finally {

@@ -17,7 +17,7 @@ import {
   type XsOps,
 } from './types.js';
 import { Channel, type ReconnectPolicy } from './channel.js';
-import { XsProtocolError } from './errors.js';
+import { XsConnectionError, XsProtocolError } from './errors.js';
 import { buildFrame, parseDirectoryPart, permString, replyPerms, replyString, replyStrings } from './frame.js';
 import { runTransaction, type TxHandle } from './transaction.js';
 import { WatchStream } from './watch-stream.js';
@@ -311,6 +311,8 @@ export class XsClient extends EventEmitter<XsClientEvents> implements XenstoreCl
     for (const list of this.watches.values()) {
       for (const w of list) {
         this.root.send(MsgType.WATCH, 'watch', w.path, undefined, w.token).catch((err: unknown) => {
+          // Lost again (a server dying as we connected): the next reconnection registers it again.
+          if (err instanceof XsConnectionError) return;
           this.logger?.warn({ err, path: w.path, token: w.token }, 'xenstore: re-registering watch after reconnect failed');
           this.forget(w);
           w.end(err);
