@@ -1,0 +1,136 @@
+// Backends and frontends driven by nothing but xenstore writes, as a toolstack would make them.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startSimHost, type SimHostHandle } from '../support/simhost.js';
+import { SimControlClient } from '../../src/sim/control/client.js';
+import type { XsClient } from '../../src/xenstore/client.js';
+import { HvClient } from './hvclient.js';
+import { addDevice, connectXs, createDomain, vbdSpec, vifSpec, waitFor } from './toolstack.js';
+
+let host: SimHostHandle;
+let xs: XsClient;
+let hv: HvClient;
+let ctl: SimControlClient;
+let files: string;
+let disk: string;
+
+before(async () => {
+  host = await startSimHost({ bootDelayMs: 0 });
+  xs = await connectXs(host.xenstoredPath);
+  hv = await HvClient.connect(host.hypervisorPath);
+  ctl = await SimControlClient.connect(host.controlPath);
+  files = mkdtempSync(join(tmpdir(), 'xsim-disks-'));
+  disk = join(files, 'disk.img');
+  writeFileSync(disk, Buffer.alloc(64 * 1024 * 1024 / 1024)); // 64 KiB file: 128 sectors
+});
+after(async () => {
+  await xs?.close();
+  hv?.close();
+  await ctl?.close();
+  await host?.stop();
+  rmSync(files, { recursive: true, force: true });
+});
+
+const is = (n: number) => (v: string | undefined) => v === String(n);
+
+test('a vbd and a vif: both ends reach Connected (4), with the keys real backends and frontends write', async () => {
+  const dom = await createDomain(hv, xs);
+  const vbd = await addDevice(xs, dom.domid, vbdSpec(51712, disk));
+  const vif = await addDevice(xs, dom.domid, vifSpec(0, 'xenbr0'));
+  // Before the guest runs, the backends probe and wait for it.
+  await waitFor(xs, `${vbd.backend}/state`, is(2));
+  await waitFor(xs, `${vif.backend}/state`, is(2));
+  assert.equal(await xs.read(`${vbd.backend}/hotplug-status`), 'connected');
+  assert.equal(await xs.read(`${vif.backend}/hotplug-status`), 'connected');
+  assert.equal(await xs.read(`${vbd.frontend}/state`), '1');
+
+  await hv.call('unpause', dom.domid);
+  for (const p of [vbd.backend, vbd.frontend, vif.backend, vif.frontend]) await waitFor(xs, `${p}/state`, is(4));
+
+  const be = async (k: string) => xs.read(`${vbd.backend}/${k}`);
+  assert.equal(await be('sectors'), '128');
+  assert.equal(await be('sector-size'), '512');
+  assert.equal(await be('info'), '0');
+  assert.equal(await be('feature-flush-cache'), '1');
+  assert.equal(await be('feature-discard'), '1');
+  assert.match(await be('physical-device'), /^7:[0-9a-f]+$/);
+  assert.match(await be('physical-device-path'), /^\/dev\/loop\d+$/);
+  assert.match(await xs.read(`${vbd.frontend}/ring-ref`), /^\d+$/);
+  assert.match(await xs.read(`${vbd.frontend}/event-channel`), /^\d+$/);
+  assert.equal(await xs.read(`${vbd.frontend}/protocol`), 'x86_64-abi');
+  for (const k of ['feature-sg', 'feature-gso-tcpv4', 'feature-rx-copy', 'feature-split-event-channels']) {
+    assert.equal(await xs.read(`${vif.backend}/${k}`), '1', k);
+  }
+  for (const k of ['tx-ring-ref', 'rx-ring-ref', 'event-channel-tx', 'event-channel-rx']) assert.match(await xs.read(`${vif.frontend}/${k}`), /^\d+$/, k);
+  assert.equal(await xs.read(`${vif.frontend}/request-rx-copy`), '1');
+
+  const st = await ctl.call('status');
+  assert.deepEqual(st.backends[vbd.backend], { state: 4, hotplug: 'connected' });
+  assert.equal(st.domains.find((d) => d.domid === dom.domid)?.guest?.frontends[vif.frontend], 4);
+
+  // Unplug as libxl does: online=0, state=Closing; both ends close.
+  await xs.write(`${vbd.backend}/online`, '0');
+  await xs.write(`${vbd.backend}/state`, '5');
+  await waitFor(xs, `${vbd.backend}/state`, is(6));
+  await waitFor(xs, `${vbd.frontend}/state`, is(6));
+  // The other device is untouched.
+  assert.equal(await xs.read(`${vif.backend}/state`), '4');
+  await hv.call('destroy', dom.domid);
+});
+
+test('hotplug errors: a missing disk file, an empty bridge', async () => {
+  const dom = await createDomain(hv, xs);
+  const vbd = await addDevice(xs, dom.domid, vbdSpec(51728, join(files, 'no-such-disk.img')));
+  const vif = await addDevice(xs, dom.domid, vifSpec(1, ''));
+  await waitFor(xs, `${vbd.backend}/hotplug-status`, (v) => v === 'error');
+  assert.match(await xs.read(`${vbd.backend}/hotplug-error`), /no-such-disk\.img does not exist/);
+  await waitFor(xs, `${vif.backend}/hotplug-status`, (v) => v === 'error');
+  assert.match(await xs.read(`${vif.backend}/hotplug-error`), /bridge/);
+  // A failed device never connects, even with the guest up.
+  await hv.call('unpause', dom.domid);
+  await waitFor(xs, `${dom.dompath}/data/updated`, (v) => v === '1');
+  await new Promise((r) => setTimeout(r, 150));
+  assert.equal(await xs.read(`${vbd.backend}/state`), '2');
+  // blkfront answered the backend's InitWait (as Linux does), but the backend never connects.
+  assert.equal(await xs.read(`${vbd.frontend}/state`), '3');
+  assert.equal(await xs.read(`${vif.backend}/state`), '2');
+  await hv.call('destroy', dom.domid);
+});
+
+test('injected backend faults: fail gives hotplug-status error with the message, hang never moves', async () => {
+  const dom = await createDomain(hv, xs);
+  await ctl.call('backend.fault', { path: `/local/domain/0/backend/vbd/${dom.domid}/51712`, mode: 'fail', message: 'injected: no such LUN' });
+  await ctl.call('backend.fault', { path: `/local/domain/0/backend/vif/${dom.domid}`, mode: 'hang' });
+  const vbd = await addDevice(xs, dom.domid, vbdSpec(51712, disk));
+  const vif = await addDevice(xs, dom.domid, vifSpec(0, 'xenbr0'));
+  await waitFor(xs, `${vbd.backend}/hotplug-status`, (v) => v === 'error');
+  assert.equal(await xs.read(`${vbd.backend}/hotplug-error`), 'injected: no such LUN');
+  await new Promise((r) => setTimeout(r, 150));
+  assert.equal(await xs.read(`${vif.backend}/state`), '1', 'a hung backend never leaves Initialising');
+  // Lifting the hang lets it carry on.
+  await ctl.call('backend.fault', { path: `/local/domain/0/backend/vif/${dom.domid}`, mode: 'none' });
+  await waitFor(xs, `${vif.backend}/state`, is(2));
+  await hv.call('destroy', dom.domid);
+  await ctl.call('faults.clear', {});
+});
+
+test('the backend does not trust the frontend: garbage state is ignored, bad ring refs close the device', async () => {
+  // No guest runs here: the test writes the frontend's keys itself, as a hostile guest could.
+  const dom = await createDomain(hv, xs);
+  const vbd = await addDevice(xs, dom.domid, vbdSpec(51712, disk));
+  await waitFor(xs, `${vbd.backend}/state`, is(2));
+  await xs.write(`${vbd.frontend}/state`, 'banana');
+  await xs.write(`${vbd.frontend}/state`, '42');
+  await new Promise((r) => setTimeout(r, 100));
+  assert.equal(await xs.read(`${vbd.backend}/state`), '2');
+  await xs.write(`${vbd.frontend}/ring-ref`, '-1');
+  await xs.write(`${vbd.frontend}/event-channel`, '9');
+  await xs.write(`${vbd.frontend}/state`, '3');
+  await waitFor(xs, `${vbd.backend}/state`, (v) => v === '5' || v === '6');
+  assert.match(await xs.read(`/local/domain/0/error/backend/vbd/${dom.domid}/51712/error`), /ring-ref/);
+  assert.equal(host.child.exitCode, null);
+  await hv.call('destroy', dom.domid);
+});
