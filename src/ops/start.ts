@@ -46,6 +46,21 @@ export function startAtoms(env: OpsEnv, spec: VmSpec, opts: { paused: boolean })
         }),
     },
     {
+      name: 'VM_check_devices',
+      do: async () => {
+        // A disk written by two running guests is corrupted: refuse a rw disk that another domain has (xenopsd
+        // leaves this to the storage layer; here the daemon is the only one that knows).
+        for (const vbd of spec.vbds ?? []) {
+          if ((vbd.mode ?? 'rw') !== 'rw') continue;
+          for (const other of store.listDomains()) {
+            if (other.vm === spec.id) continue;
+            const clash = (other.builtWith.vbds ?? []).find((o) => o.path === vbd.path && (o.mode ?? 'rw') === 'rw');
+            if (clash) throw Errors.deviceBusy(vbd.device, `${vbd.path} is attached read-write to VM ${other.vm}`);
+          }
+        }
+      },
+    },
+    {
       name: 'VM_create',
       do: () =>
         apiErrors(async () => {
