@@ -159,8 +159,9 @@ export class Channel {
   private armTimer(at: number): void {
     if (this.timer) clearTimeout(this.timer);
     this.timerAt = at;
+    // Not unref'd: an outstanding call keeps the process alive, as pending I/O does (an in-process Duplex holds no
+    // handle of its own).
     this.timer = setTimeout(this.onTimer, Math.max(0, at - Date.now()));
-    this.timer.unref();
   }
 
   /** One timer for all calls: expire what is due, re-arm for the earliest remaining deadline. */
@@ -318,11 +319,11 @@ export class Channel {
     this.failAll('client closed');
     const s = this.stream;
     if (s) {
+      // Nothing is owed to the server on close (xs_close sends nothing either): drop the stream at once.
       await new Promise<void>((resolve) => {
+        if (s.destroyed) return resolve();
         s.once('close', () => resolve());
-        s.end();
-        // A peer that never closes its side must not hold close() forever.
-        setTimeout(() => s.destroy(), 200).unref();
+        s.destroy();
       });
     }
     this.opts.onClosed(new Error('client closed'));
