@@ -1,0 +1,161 @@
+// PV guests: they boot, advertise features, follow the balloon, answer control/shutdown; guest,
+// hypercall and dirty-rate faults. Only the sim host's sockets are used.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { startSimHost, type SimHostHandle } from '../support/simhost.js';
+import { SimControlClient, SimControlError } from '../../src/sim/control/client.js';
+import type { XsClient } from '../../src/xenstore/client.js';
+import type { DomainInfo } from '../../src/hypervisor/types.js';
+import { HypervisorError } from '../../src/hypervisor/types.js';
+import { HvClient } from './hvclient.js';
+import { connectXs, createDomain, until, waitFor, type TestDomain } from './toolstack.js';
+
+let host: SimHostHandle;
+let xs: XsClient;
+let hv: HvClient;
+let ctl: SimControlClient;
+
+before(async () => {
+  host = await startSimHost({ bootDelayMs: 30 });
+  xs = await connectXs(host.xenstoredPath);
+  hv = await HvClient.connect(host.hypervisorPath);
+  ctl = await SimControlClient.connect(host.controlPath);
+});
+after(async () => {
+  await xs?.close();
+  hv?.close();
+  await ctl?.close();
+  await host?.stop();
+});
+
+const info = (domid: number) => hv.call<DomainInfo | null>('getDomainInfo', domid);
+
+async function bootedGuest(): Promise<TestDomain> {
+  const dom = await createDomain(hv, xs);
+  await hv.call('unpause', dom.domid);
+  await waitFor(xs, `${dom.dompath}/data/updated`, (v) => v === '1');
+  return dom;
+}
+
+async function shutdownReasonAfter(dom: TestDomain, request: string): Promise<number> {
+  await xs.write(`${dom.dompath}/control/shutdown`, request);
+  const i = await until(async () => {
+    const d = await info(dom.domid);
+    return d?.shutdown ? d : undefined;
+  }, `domain ${dom.domid} to shut down after '${request}'`);
+  return i.shutdownReason;
+}
+
+test('a booted guest advertises what a Linux guest with an agent does', async () => {
+  const dom = await bootedGuest();
+  for (const f of ['feature-poweroff', 'feature-reboot', 'feature-suspend']) assert.equal(await xs.read(`${dom.dompath}/control/${f}`), '1', f);
+  assert.match(await xs.read(`${dom.dompath}/data/os_name`), /Linux/);
+  assert.equal(await xs.read(`${dom.dompath}/data/meminfo_total`), String(64 * 1024));
+  const st = await ctl.call('status');
+  assert.equal(st.domains.find((d) => d.domid === dom.domid)?.guest?.phase, 'up');
+  await hv.call('destroy', dom.domid);
+});
+
+test('control/shutdown: each request is cleared and ends in its shutdown reason', async () => {
+  const expected: Array<[string, number]> = [['poweroff', 0], ['reboot', 1], ['halt', 0], ['suspend', 2]];
+  for (const [request, reason] of expected) {
+    const dom = await bootedGuest();
+    assert.equal(await shutdownReasonAfter(dom, request), reason, request);
+    assert.equal(await xs.read(`${dom.dompath}/control/shutdown`), '', `${request} acknowledged`);
+    await hv.call('destroy', dom.domid);
+  }
+});
+
+test('a guest ignores an unknown request but still acknowledges it', async () => {
+  const dom = await bootedGuest();
+  await xs.write(`${dom.dompath}/control/shutdown`, 'self-destruct');
+  await waitFor(xs, `${dom.dompath}/control/shutdown`, (v) => v === '');
+  await new Promise((r) => setTimeout(r, 80));
+  assert.equal((await info(dom.domid))?.shutdown, false);
+  await hv.call('destroy', dom.domid);
+});
+
+test('guest faults: ignore shutdown, crash now, boot slowly', async () => {
+  const dom = await bootedGuest();
+  await ctl.call('guest.fault', { fault: 'ignore-shutdown', domid: dom.domid });
+  await xs.write(`${dom.dompath}/control/shutdown`, 'poweroff');
+  await new Promise((r) => setTimeout(r, 150));
+  assert.equal((await info(dom.domid))?.shutdown, false, 'still running');
+  assert.equal(await xs.read(`${dom.dompath}/control/shutdown`), 'poweroff', 'request left unanswered');
+  // The toolstack gives up waiting and the guest crashes instead.
+  await ctl.call('guest.fault', { fault: 'crash', domid: dom.domid });
+  const crashed = await until(async () => ((await info(dom.domid))?.shutdown ? await info(dom.domid) : undefined), 'crash');
+  assert.equal(crashed!.shutdownReason, 3);
+  await assert.rejects(ctl.call('guest.fault', { fault: 'crash', domid: dom.domid }), (e: unknown) => e instanceof SimControlError && e.code === 'ESRCH');
+  await hv.call('destroy', dom.domid);
+
+  await ctl.call('guest.fault', { fault: 'slow-boot', delayMs: 400 });
+  const slow = await createDomain(hv, xs);
+  const t0 = performance.now();
+  await hv.call('unpause', slow.domid);
+  await waitFor(xs, `${slow.dompath}/control/feature-poweroff`, (v) => v === '1');
+  const took = performance.now() - t0;
+  assert.ok(took >= 380, `slow guest came up after ${took.toFixed(0)} ms`);
+  await ctl.call('faults.clear', {});
+  await hv.call('destroy', slow.domid);
+});
+
+test('balloon: the guest follows memory/target and tot_pages follow it', async () => {
+  const dom = await bootedGuest();
+  const before = (await info(dom.domid))!.totPages;
+  assert.ok(before >= 64 * 256, `tot_pages ${before}`);
+  await xs.write(`${dom.dompath}/memory/target`, String(32 * 1024));
+  await waitFor(xs, `${dom.dompath}/data/meminfo_total`, (v) => v === String(32 * 1024));
+  assert.equal((await info(dom.domid))!.totPages, 32 * 256);
+  // Past static-max the balloon stops at static-max; garbage targets are ignored.
+  await xs.write(`${dom.dompath}/memory/target`, String(1024 * 1024));
+  await waitFor(xs, `${dom.dompath}/data/meminfo_total`, (v) => v === String(64 * 1024));
+  await xs.write(`${dom.dompath}/memory/target`, 'lots');
+  await new Promise((r) => setTimeout(r, 80));
+  assert.equal(await xs.read(`${dom.dompath}/data/meminfo_total`), String(64 * 1024));
+  await hv.call('destroy', dom.domid);
+});
+
+test('a paused guest does not answer until unpaused', async () => {
+  const dom = await bootedGuest();
+  await hv.call('pause', dom.domid);
+  await xs.write(`${dom.dompath}/control/shutdown`, 'poweroff');
+  await new Promise((r) => setTimeout(r, 120));
+  assert.equal((await info(dom.domid))?.shutdown, false);
+  await hv.call('unpause', dom.domid);
+  await until(async () => ((await info(dom.domid))?.shutdown ? true : undefined), 'shutdown after unpause');
+  await hv.call('destroy', dom.domid);
+});
+
+test('hypercall faults (once and always), dirty rate, and domains outliving their toolstack connection', async () => {
+  await ctl.call('hypercall.fault', { call: 'createDomain', errno: 'ENOMEM', times: 1 });
+  await assert.rejects(createDomain(hv, xs), (e: unknown) => e instanceof HypervisorError && e.errno === 'ENOMEM');
+  const dom = await createDomain(hv, xs);
+  await ctl.call('hypercall.fault', { call: 'pause', errno: 'EBUSY' });
+  for (let i = 0; i < 2; i++) await assert.rejects(hv.call('pause', dom.domid), (e: unknown) => e instanceof HypervisorError && e.errno === 'EBUSY');
+  assert.deepEqual((await ctl.call('status')).faults.hypercalls, [{ call: 'pause', errno: 'EBUSY' }]);
+  await ctl.call('faults.clear', {});
+  // Created paused (count 1): pause makes 2, so two unpauses start it.
+  await hv.call('pause', dom.domid);
+  await hv.call('unpause', dom.domid);
+  assert.equal((await info(dom.domid))?.paused, true);
+  await hv.call('unpause', dom.domid);
+  await waitFor(xs, `${dom.dompath}/data/updated`, (v) => v === '1');
+
+  // Dirtying: log-dirty sees the pages the guest writes at the rate set.
+  await hv.call('shadowControl', dom.domid, 'enable_logdirty');
+  await hv.call('shadowControl', dom.domid, 'clean');
+  await ctl.call('domain.dirtyRate', { domid: dom.domid, pagesPerSec: 2000 });
+  await new Promise((r) => setTimeout(r, 200));
+  const peek = await hv.call<{ dirtyCount: number }>('shadowControl', dom.domid, 'peek');
+  assert.ok(peek.dirtyCount > 50, `dirty pages after 200 ms at 2000/s: ${peek.dirtyCount}`);
+
+  // The toolstack goes away (as a daemon that dies); the domain and its guest stay.
+  hv.close();
+  await xs.close();
+  xs = await connectXs(host.xenstoredPath);
+  hv = await HvClient.connect(host.hypervisorPath);
+  assert.equal((await info(dom.domid))?.running, true);
+  assert.equal(await shutdownReasonAfter(dom, 'reboot'), 1);
+  await hv.call('destroy', dom.domid);
+});
