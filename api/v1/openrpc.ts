@@ -1,21 +1,12 @@
 // Builds the OpenRPC document of API v1 from the method table and the record schemas. Named records
 // (schemas.ts COMPONENTS) are emitted once under components.schemas and referenced by $ref, found by object identity.
 import { COMPONENTS, type JsonSchema } from './schemas.js';
+import { withComponentRefs } from './refs.js';
 import { API_VERSION, METHODS } from './methods.js';
 import { ERROR_CODES } from './errors.js';
 
-const byIdentity = new Map<unknown, string>(Object.entries(COMPONENTS).map(([name, schema]) => [schema, name]));
-
-function withRefs(schema: unknown, root: unknown): unknown {
-  if (schema !== root && byIdentity.has(schema)) return { $ref: `#/components/schemas/${byIdentity.get(schema)}` };
-  if (Array.isArray(schema)) return schema.map((s) => withRefs(s, null));
-  if (schema && typeof schema === 'object') {
-    const out: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(schema)) out[k] = withRefs(v, null);
-    return out;
-  }
-  return schema;
-}
+const REF = '#/components/schemas/';
+const withRefs = (schema: unknown) => withComponentRefs(schema, REF, false);
 
 export function buildOpenRpcDocument(): Record<string, unknown> {
   const methods = Object.entries(METHODS).map(([name, spec]) => {
@@ -28,15 +19,15 @@ export function buildOpenRpcDocument(): Record<string, unknown> {
       params: Object.entries(props).map(([pname, pschema]) => ({
         name: pname,
         required: required.has(pname),
-        schema: withRefs(pschema, null),
+        schema: withRefs(pschema),
       })),
-      result: { name: spec.async ? 'task' : 'result', schema: withRefs(spec.result, null) },
+      result: { name: spec.async ? 'task' : 'result', schema: withRefs(spec.result) },
       errors: spec.errors.map((e) => ({ code: ERROR_CODES[e], message: e })),
       ...(spec.async ? { 'x-async': true } : {}),
     };
   });
   const schemas: Record<string, unknown> = {};
-  for (const [name, schema] of Object.entries(COMPONENTS)) schemas[name] = withRefs(schema, schema);
+  for (const [name, schema] of Object.entries(COMPONENTS)) schemas[name] = withComponentRefs(schema, REF, true);
   return {
     openrpc: '1.3.2',
     info: {

@@ -58,6 +58,14 @@ export interface DispatcherOptions {
 
 const EMPTY_PARAMS = Object.freeze({});
 
+const RPC_DISCOVER: MethodSpec = {
+  summary: 'The OpenRPC document',
+  async: false,
+  params: { type: 'object', additionalProperties: false },
+  result: { type: 'object' },
+  errors: [],
+};
+
 function errorResponse(id: Id, err: ApiError): JsonRpcResponse {
   return { jsonrpc: '2.0', id, error: { code: err.code, message: err.message, data: err.data } };
 }
@@ -74,10 +82,7 @@ export class Dispatcher {
     this.logger = options.logger;
     this.validateResults = options.validateResults;
     this.maxBatch = options.maxBatch;
-    const specs: Record<string, MethodSpec> = {
-      ...options.specs,
-      'rpc.discover': { summary: 'The OpenRPC document', async: false, params: { type: 'object', additionalProperties: false }, result: { type: 'object' }, errors: [] },
-    };
+    const specs: Record<string, MethodSpec> = { ...options.specs, 'rpc.discover': RPC_DISCOVER };
     for (const name of Object.keys(options.methods)) {
       if (!specs[name]) throw new Error(`method ${name} has a handler but no schema in api/v1; add it to the API first`);
     }
