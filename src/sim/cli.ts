@@ -144,7 +144,14 @@ export function formatStatus(s: HostStatus): string {
   return lines.join('\n') + '\n';
 }
 
-export async function main(argv: string[]): Promise<number> {
+/** Where the command writes; tests pass their own. */
+export interface CliIo {
+  out: (text: string) => void;
+  err: (text: string) => void;
+}
+const processIo: CliIo = { out: (t) => void process.stdout.write(t), err: (t) => void process.stderr.write(t) };
+
+export async function main(argv: string[], io: CliIo = processIo): Promise<number> {
   let values;
   let positionals: string[];
   try {
@@ -161,11 +168,11 @@ export async function main(argv: string[]): Promise<number> {
       allowPositionals: true,
     }));
   } catch (err) {
-    process.stderr.write(`xenopsd-ng sim: ${(err as Error).message}\n${HELP}`);
+    io.err(`xenopsd-ng sim: ${(err as Error).message}\n${HELP}`);
     return 2;
   }
   if (values.help || positionals[0] === 'help') {
-    process.stdout.write(HELP);
+    io.out(HELP);
     return 0;
   }
   let call;
@@ -174,25 +181,25 @@ export async function main(argv: string[]): Promise<number> {
     call = parseCommand(positionals, values.times, values.hard);
   } catch (err) {
     if (!(err instanceof UsageError)) throw err;
-    process.stderr.write(`xenopsd-ng sim: ${err.message}\n${HELP}`);
+    io.err(`xenopsd-ng sim: ${err.message}\n${HELP}`);
     return 2;
   }
   let client: SimControlClient;
   try {
     client = await SimControlClient.connect({ dir: values.dir });
   } catch (err) {
-    process.stderr.write(`xenopsd-ng sim: no sim host answers on ${values.dir}/control.sock (${(err as Error).message})\n`);
+    io.err(`xenopsd-ng sim: no sim host answers on ${values.dir}/control.sock (${(err as Error).message})\n`);
     return 1;
   }
   try {
     const result = await client.call(call.method, call.params);
-    if (values.json) process.stdout.write(JSON.stringify(result) + '\n');
-    else if (call.method === 'status') process.stdout.write(formatStatus(result as HostStatus));
-    else process.stdout.write('ok\n');
+    if (values.json) io.out(JSON.stringify(result) + '\n');
+    else if (call.method === 'status') io.out(formatStatus(result as HostStatus));
+    else io.out('ok\n');
     return 0;
   } catch (err) {
     const msg = err instanceof SimControlError ? err.message : `${(err as Error).message}`;
-    process.stderr.write(`xenopsd-ng ${msg}\n`);
+    io.err(`xenopsd-ng ${msg}\n`);
     return 1;
   } finally {
     await client.close().catch(() => undefined);

@@ -8,6 +8,7 @@ import { startSimHost, type SimHostHandle } from '../support/simhost.js';
 import { SimControlClient, SimControlError } from '../../src/sim/control/client.js';
 import { encodeFrame, FrameReader } from '../../src/sim/control/framing.js';
 import { connectXs } from './toolstack.js';
+import { main as simMain } from '../../src/sim/cli.js';
 
 const REPO = resolve(import.meta.dirname, '..', '..');
 let host: SimHostHandle;
@@ -22,8 +23,8 @@ after(async () => {
   await host?.stop();
 });
 
-/** Sends raw bytes on a fresh connection; resolves with the decoded answers until the server closes or 300 ms pass. */
-async function raw(bytes: Buffer): Promise<unknown[]> {
+/** Sends raw bytes on a fresh connection; resolves with the decoded answers once `expect` came, the server closed, or 300 ms passed. */
+async function raw(bytes: Buffer, expect = 1): Promise<unknown[]> {
   const sock = net.createConnection(host.controlPath);
   const reader = new FrameReader();
   const got: unknown[] = [];
@@ -32,7 +33,10 @@ async function raw(bytes: Buffer): Promise<unknown[]> {
       sock.destroy();
       res();
     }, 300);
-    sock.on('data', (c: Buffer) => got.push(...reader.push(c)));
+    sock.on('data', (c: Buffer) => {
+      got.push(...reader.push(c));
+      if (got.length >= expect) sock.destroy();
+    });
     sock.on('close', () => {
       clearTimeout(t);
       res();
@@ -57,7 +61,11 @@ test('bad frames, bad requests and bad params get errors; the host keeps answeri
   assert.equal(errCode((await raw(encodeFrame({ id: 1, method: 7 })))[0]), 'EINVAL');
   assert.equal(errCode((await raw(encodeFrame({ id: 1, method: 'ping', params: 'x' })))[0]), 'EINVAL');
   // Half a frame then a hang-up.
-  await raw(Buffer.from([0, 0, 1, 0, 0x81]));
+  assert.deepEqual(await raw(Buffer.from([0, 0, 1, 0, 0x81]), 0), []);
+  // A good request after a bad one on the same connection is still answered.
+  const two = await raw(Buffer.concat([encodeFrame('nonsense'), encodeFrame({ id: 5, method: 'ping' })]), 2);
+  assert.equal(errCode(two[0]), 'EINVAL');
+  assert.equal((two[1] as { id: number; result: { pong: boolean } }).result.pong, true);
 
   const bad: Array<[string, Record<string, unknown>, string, RegExp]> = [
     ['no.such.method', {}, 'ENOSYS', /unknown method/],
@@ -122,30 +130,38 @@ test('host memory can be resized; status and sim status show it', async () => {
   assert.match(r.stdout, /memory: 8192 MiB total, \d+ MiB free/);
   assert.match(r.stdout, /^ {2}0 +running +\d+ +\d+/m);
 
-  const j = spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/xenopsd-ng.ts', 'sim', 'status', '--json', '--dir', host.dir], { cwd: REPO, encoding: 'utf8', timeout: 20_000 });
+  const j = await simCli('status', '--json', '--dir', host.dir);
   assert.equal(JSON.parse(j.stdout).totalMib, 8192);
 });
 
+/** Runs `xenopsd-ng sim ARGS` in this process (the bin itself is run once, above), capturing its output. */
+async function simCli(...args: string[]): Promise<{ status: number; stdout: string; stderr: string }> {
+  let stdout = '';
+  let stderr = '';
+  const status = await simMain(args, { out: (t) => (stdout += t), err: (t) => (stderr += t) });
+  return { status, stdout, stderr };
+}
+
 test('sim CLI: faults through the command line, usage errors exit 2, an absent host exits 1', async () => {
-  const sim = (...args: string[]) => spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/xenopsd-ng.ts', 'sim', ...args], { cwd: REPO, encoding: 'utf8', timeout: 20_000 });
-  let r = sim('backend', 'fail', '/local/domain/0/backend/vbd/9', 'disk on fire', '--dir', host.dir);
+  const sim = simCli;
+  let r = await sim('backend', 'fail', '/local/domain/0/backend/vbd/9', 'disk on fire', '--dir', host.dir);
   assert.equal(r.status, 0, r.stderr);
-  r = sim('hypercall', 'fail', 'createDomain', 'ENOMEM', '--times', '2', '--dir', host.dir);
+  r = await sim('hypercall', 'fail', 'createDomain', 'ENOMEM', '--times', '2', '--dir', host.dir);
   assert.equal(r.status, 0, r.stderr);
-  r = sim('status', '--dir', host.dir);
+  r = await sim('status', '--dir', host.dir);
   assert.match(r.stdout, /backend fail \/local\/domain\/0\/backend\/vbd\/9 \(disk on fire\)/);
   assert.match(r.stdout, /hypercall createDomain fails ENOMEM 2 more time/);
-  r = sim('faults', 'clear', '--dir', host.dir);
+  r = await sim('faults', 'clear', '--dir', host.dir);
   assert.equal(r.status, 0);
-  assert.match(sim('status', '--dir', host.dir).stdout, /faults: none/);
+  assert.match((await sim('status', '--dir', host.dir)).stdout, /faults: none/);
 
-  r = sim('guest', 'crash', 'abc', '--dir', host.dir);
+  r = await sim('guest', 'crash', 'abc', '--dir', host.dir);
   assert.equal(r.status, 2);
   assert.match(r.stderr, /expected a domid/);
-  r = sim('guest', 'crash', '4000', '--dir', host.dir);
+  r = await sim('guest', 'crash', '4000', '--dir', host.dir);
   assert.equal(r.status, 1);
   assert.match(r.stderr, /ESRCH/);
-  r = sim('status', '--dir', '/nonexistent-sim-dir');
+  r = await sim('status', '--dir', '/nonexistent-sim-dir');
   assert.equal(r.status, 1);
   assert.match(r.stderr, /no sim host answers/);
 });
