@@ -61,18 +61,20 @@ class Ops implements XsOps {
   ) {}
 
   /** One request in this transaction: `path\0[s2\0][raw]`. */
-  send(type: MsgType, op: string, path: string, opts: CallOptions | undefined, s2?: string, raw?: string | Buffer): Promise<Buffer> {
+  send(type: MsgType, op: string, path: string, opts: CallOptions | undefined, s2?: string, raw?: string | Buffer): Promise<Buffer>;
+  send<T>(type: MsgType, op: string, path: string, opts: CallOptions | undefined, s2: string | undefined, raw: string | Buffer | undefined, parse: (b: Buffer) => T): Promise<T>;
+  send<T>(type: MsgType, op: string, path: string, opts: CallOptions | undefined, s2?: string, raw?: string | Buffer, parse?: (b: Buffer) => T): Promise<T | Buffer> {
     let frame: Buffer;
     try {
       frame = buildFrame(type, this.txId, op, path, s2, raw);
     } catch (e) {
       return Promise.reject(e);
     }
-    return this.ch.request(type, this.txGeneration, frame, op, path, opts);
+    return this.ch.request(type, this.txGeneration, frame, op, path, opts, parse);
   }
 
   read(path: string, opts?: CallOptions): Promise<string> {
-    return this.send(MsgType.READ, 'read', path, opts).then(asUtf8);
+    return this.send(MsgType.READ, 'read', path, opts, undefined, undefined, asUtf8);
   }
 
   async tryRead(path: string, opts?: CallOptions): Promise<string | undefined> {
@@ -85,15 +87,15 @@ class Ops implements XsOps {
   }
 
   write(path: string, value: string | Buffer, opts?: CallOptions): Promise<void> {
-    return this.send(MsgType.WRITE, 'write', path, opts, undefined, value).then(ignore);
+    return this.send(MsgType.WRITE, 'write', path, opts, undefined, value, ignore);
   }
 
   mkdir(path: string, opts?: CallOptions): Promise<void> {
-    return this.send(MsgType.MKDIR, 'mkdir', path, opts).then(ignore);
+    return this.send(MsgType.MKDIR, 'mkdir', path, opts, undefined, undefined, ignore);
   }
 
   rm(path: string, opts?: CallOptions): Promise<void> {
-    return this.send(MsgType.RM, 'rm', path, opts).then(ignore);
+    return this.send(MsgType.RM, 'rm', path, opts, undefined, undefined, ignore);
   }
 
   async directory(path: string, opts?: CallOptions): Promise<string[]> {
@@ -137,7 +139,7 @@ class Ops implements XsOps {
   }
 
   getPerms(path: string, opts?: CallOptions): Promise<Perm[]> {
-    return this.send(MsgType.GET_PERMS, 'get_perms', path, opts).then((p) => replyPerms(p, 'get_perms', path));
+    return this.send(MsgType.GET_PERMS, 'get_perms', path, opts, undefined, undefined, (p) => replyPerms(p, 'get_perms', path));
   }
 
   setPerms(path: string, perms: Perm[], opts?: CallOptions): Promise<void> {
@@ -147,7 +149,7 @@ class Ops implements XsOps {
     } catch (e) {
       return Promise.reject(e);
     }
-    return this.send(MsgType.SET_PERMS, 'set_perms', path, opts, undefined, s + '\0').then(ignore);
+    return this.send(MsgType.SET_PERMS, 'set_perms', path, opts, undefined, s + '\0', ignore);
   }
 }
 
@@ -157,7 +159,7 @@ class Tx extends Ops implements TxHandle {
   }
 
   end(commit: boolean, opts?: CallOptions): Promise<void> {
-    return this.send(MsgType.TRANSACTION_END, 'transaction_end', commit ? 'T' : 'F', opts).then(ignore);
+    return this.send(MsgType.TRANSACTION_END, 'transaction_end', commit ? 'T' : 'F', opts, undefined, undefined, ignore);
   }
 }
 
@@ -351,7 +353,7 @@ export class XsClient extends EventEmitter<XsClientEvents> implements XenstoreCl
   control(args: string[], opts?: CallOptions): Promise<string> {
     if (args.length === 0) return Promise.reject(new XsError('EINVAL', 'control'));
     const rest = args.slice(1);
-    return this.root.send(MsgType.CONTROL, 'control', args[0]!, opts, undefined, rest.length ? rest.join('\0') + '\0' : undefined).then(replyString);
+    return this.root.send(MsgType.CONTROL, 'control', args[0]!, opts, undefined, rest.length ? rest.join('\0') + '\0' : undefined, replyString);
   }
 
   close(): Promise<void> {

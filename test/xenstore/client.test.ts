@@ -119,6 +119,26 @@ for (const kind of SERVERS) {
         assert.equal(await xs.isDomainIntroduced(0), true);
       });
 
+      it('introduces and releases domains, firing @introduceDomain and @releaseDomain', async () => {
+        const intro = await xs.watch('@introduceDomain', 'tok-intro');
+        const rel = await xs.watch('@releaseDomain', 'tok-rel');
+        assert.equal((await nextEvent(intro)).path, '@introduceDomain');
+        assert.equal((await nextEvent(rel)).path, '@releaseDomain');
+        assert.equal(await xs.isDomainIntroduced(9), false);
+        await xs.introduceDomain(9, 0x1234n, 17);
+        assert.equal(await xs.isDomainIntroduced(9), true);
+        assert.deepEqual(await nextEvent(intro), { path: '@introduceDomain', token: 'tok-intro' });
+        await xs.releaseDomain(9);
+        assert.equal(await xs.isDomainIntroduced(9), false);
+        assert.deepEqual(await nextEvent(rel), { path: '@releaseDomain', token: 'tok-rel' });
+        await intro.close();
+        await rel.close();
+      });
+
+      it('sends CONTROL commands', async () => {
+        assert.equal(await xs.control(['print', 'hello from the client suite']), 'OK');
+      });
+
       it('commits transactions, and retries the whole body when a concurrent write conflicts', async () => {
         await xs.write('/t/tx/counter', '10');
         let runs = 0;
