@@ -90,6 +90,11 @@ export class XsCore {
   readonly domains: DomainTable;
   /** Every live connection, in creation order: watch events are generated in this order. */
   readonly connections = new Set<Connection>();
+  /**
+   * xenstored's own connection list: the clients plus the ring connection each introduced domain has.
+   * Only its order matters: it decides when a released domain's connection is really freed (see RELEASE).
+   */
+  readonly connOrder: (Connection | Domain)[] = [];
   readonly quotas: Quotas;
   /** Permissions of the special watch paths (SET_PERMS on `@releaseDomain` / `@introduceDomain`). */
   readonly specialPerms = new Map<string, readonly NodePerm[]>([
@@ -109,6 +114,7 @@ export class XsCore {
     // dom0 is introduced at start-up (dom0_init), before the initial nodes exist.
     const dom0 = this.domains.alloc(0, this.generation);
     dom0.introduced = true;
+    this.connOrder.push(dom0);
     this.manualNode('/', ['tool']);
     this.manualNode('/tool', ['xenstored']);
     this.manualNode('/tool/xenstored', []);
@@ -494,6 +500,17 @@ export class XsCore {
   specialReadable(conn: Connection, name: string): boolean {
     const perms = this.specialPerms.get(name);
     return !!perms && (this.permFor(conn, perms) & PERM_READ) !== 0;
+  }
+
+  /** The entry after `conn` in xenstored's connection list. */
+  nextInOrder(conn: Connection): Connection | Domain | undefined {
+    const i = this.connOrder.indexOf(conn);
+    return i < 0 ? undefined : this.connOrder[i + 1];
+  }
+
+  removeFromOrder(entry: Connection | Domain): void {
+    const i = this.connOrder.indexOf(entry);
+    if (i >= 0) this.connOrder.splice(i, 1);
   }
 
   /** Nodes in the main store. */

@@ -18,6 +18,11 @@ export class Domain {
   nbwatch = 0;
   /** SET_TARGET: this domain may act on nodes of that one (a device model for its guest). */
   target: number | undefined;
+  /**
+   * Domains whose SET_TARGET names this one, most recent first. In xenstored each is a talloc reference
+   * on this domain's connection, and RELEASE then only drops one reference instead of freeing it.
+   */
+  heldBy: Domain[] = [];
   /** Connections speaking as this domain (the sim allows several; C xenstored has one ring). */
   readonly conns = new Set<Connection>();
 

@@ -235,8 +235,20 @@ function argDomain(core: XsCore, payload: Buffer) {
 const release: Handler = ({ core, closer }, conn, payload) => {
   const d = argDomain(core, payload);
   if (typeof d === 'string') return d;
-  destroyDomain(core, closer, d);
-  conn.ack(MsgType.RELEASE);
+  if (d.heldBy.length) {
+    d.heldBy.shift();
+    conn.ack(MsgType.RELEASE);
+    return undefined;
+  }
+  // xenstored's main loop holds a reference on the connection after the one being served: when that
+  // is the released domain's, it is freed (orphans removed, @releaseDomain fired) only after the reply.
+  if (core.nextInOrder(conn) === d) {
+    conn.ack(MsgType.RELEASE);
+    destroyDomain(core, closer, d);
+  } else {
+    destroyDomain(core, closer, d);
+    conn.ack(MsgType.RELEASE);
+  }
   return undefined;
 };
 
@@ -272,6 +284,7 @@ const setTarget: Handler = ({ core }, conn, payload) => {
   const target = core.domains.find(atou(strings[1]!));
   if (!target || !target.introduced) return 'ENOENT';
   domain.target = target.domid;
+  target.heldBy.unshift(domain);
   conn.ack(MsgType.SET_TARGET);
   return undefined;
 };

@@ -134,6 +134,7 @@ export class SimXenstored {
     const conn = new Connection(domid, domain, sink, (c) => this.dirty.add(c));
     domain?.conns.add(conn);
     this.core.connections.add(conn);
+    this.core.connOrder.push(conn);
     return conn;
   }
 
@@ -185,6 +186,7 @@ export class SimXenstored {
     conn.discardOutput();
     this.dirty.delete(conn);
     this.core.connections.delete(conn);
+    this.core.removeFromOrder(conn);
     conn.domain?.conns.delete(conn);
     conn.closed = true;
   }

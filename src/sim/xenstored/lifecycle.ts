@@ -27,6 +27,7 @@ export function introduceDomain(core: XsCore, domid: number): void {
     // the ring only starts to exist here.
     domain.introduced = true;
     domain.shutdown = false;
+    core.connOrder.push(domain);
     if (domid !== 0) fireWatches(core, null, '@introduceDomain', undefined, true, undefined);
     return;
   }
@@ -52,6 +53,10 @@ export function destroyDomain(core: XsCore, closer: ConnectionCloser, domain: Do
   }
   for (const [name, perms] of core.specialPerms) core.specialPerms.set(name, removeDomidFromPerms(perms, domain.domid));
   core.domains.remove(domain);
+  for (const other of core.domains.list()) {
+    if (other.heldBy.includes(domain)) other.heldBy = other.heldBy.filter((h) => h !== domain);
+  }
+  core.removeFromOrder(domain);
   if (domain.introduced) fireWatches(core, null, '@releaseDomain', undefined, true, undefined);
 }
 
