@@ -231,6 +231,39 @@ describe('native client against a scripted server', () => {
     }
   });
 
+  it('ends a transaction whose TRANSACTION_START reply came after the call timed out', async () => {
+    const path = sockPath();
+    const fake = await new FakeXenstored({ delayMs: new Map([[MsgType.TRANSACTION_START, 150]]) }).listen(path);
+    const c = await XsClient.connect({ path, timeoutMs: 2000 });
+    try {
+      await assert.rejects(c.startTransaction({ timeoutMs: 40 }), XsTimeoutError);
+      await new Promise((r) => setTimeout(r, 250));
+      const end = fake.received.find((m) => m.type === MsgType.TRANSACTION_END);
+      assert.ok(end, 'the leaked transaction was ended');
+      assert.equal(end.payload.toString('latin1'), 'F\0');
+      assert.equal(end.txId, 1);
+    } finally {
+      await c.close();
+      await fake.close();
+    }
+  });
+
+  it('drops a connection that sends a corrupt frame and reconnects', async () => {
+    const path = sockPath();
+    const fake = await new FakeXenstored({ corruptTypes: new Set([MsgType.GET_PERMS]) }).listen(path);
+    const c = await XsClient.connect({ path, timeoutMs: 2000, reconnect: { minDelayMs: 10, maxDelayMs: 50 } });
+    try {
+      const reconnected = new Promise<void>((res) => c.once('reconnected', () => res()));
+      await assert.rejects(c.getPerms('/'), XsConnectionError);
+      await reconnected;
+      await c.write('/after', 'ok');
+      assert.equal(await c.read('/after'), 'ok');
+    } finally {
+      await c.close();
+      await fake.close();
+    }
+  });
+
   it('fails pending and later calls once closed', async () => {
     const path = sockPath();
     const fake = await new FakeXenstored({ silentTypes: new Set([MsgType.READ]) }).listen(path);

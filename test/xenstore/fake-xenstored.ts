@@ -16,6 +16,10 @@ export interface FakeOptions {
   partSize?: number;
   /** Answer the next N TRANSACTION_END T with EAGAIN. */
   conflicts?: number;
+  /** Answer requests of these types this many ms late. */
+  delayMs?: Map<MsgType, number>;
+  /** Answer requests of these types with a header announcing a payload over 4096 bytes. */
+  corruptTypes?: Set<MsgType>;
 }
 
 interface Conn {
@@ -69,6 +73,20 @@ export class FakeXenstored {
   }
 
   private reply(conn: Conn, req: Message, type: MsgType, payload: Buffer | string): void {
+    const delay = this.opts.delayMs?.get(req.type);
+    if (delay !== undefined) setTimeout(() => this.sendReply(conn, req, type, payload), delay);
+    else this.sendReply(conn, req, type, payload);
+  }
+
+  private sendReply(conn: Conn, req: Message, type: MsgType, payload: Buffer | string): void {
+    if (this.opts.corruptTypes?.has(req.type)) {
+      const bad = Buffer.alloc(16);
+      bad.writeUInt32LE(type, 0);
+      bad.writeUInt32LE(req.reqId, 4);
+      bad.writeUInt32LE(100_000, 12);
+      conn.sock.write(bad);
+      return;
+    }
     const buf = encode({ type, reqId: req.reqId, txId: req.txId, payload: typeof payload === 'string' ? Buffer.from(payload) : payload });
     const n = this.opts.reverseBatch;
     if (n) {
