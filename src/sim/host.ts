@@ -130,9 +130,9 @@ export class SimHost {
     hv.on('paused', (domid) => guests.onPaused(domid));
     hv.on('shutdown', (domid, reason) => {
       guests.onShutdown(domid, reason);
-      this.backends?.kickAll();
+      this.backends?.kickDomain(domid);
     });
-    hv.on('domExc', () => this.backends?.kickAll());
+    hv.on('domExc', (domid) => this.backends?.kickDomain(domid));
     hv.on('destroyed', (domid) => guests.onDestroyed(domid));
 
     this.control = new ControlServer(

@@ -81,6 +81,19 @@ test('a vbd and a vif: both ends reach Connected (4), with the keys real backend
   await hv.call('destroy', dom.domid);
 });
 
+test('unplugging from a domain that has shut down closes without waiting for its frontend', async () => {
+  const dom = await createDomain(hv, xs);
+  const vif = await addDevice(xs, dom.domid, vifSpec(0, 'xenbr0'));
+  await hv.call('unpause', dom.domid);
+  await waitFor(xs, `${vif.backend}/state`, is(4));
+  await hv.call('shutdown', dom.domid, 0);
+  await xs.write(`${vif.backend}/online`, '0');
+  await xs.write(`${vif.backend}/state`, '5');
+  await waitFor(xs, `${vif.backend}/state`, is(6));
+  assert.equal(await xs.read(`${vif.frontend}/state`), '4', 'the dead guest never closed its end');
+  await hv.call('destroy', dom.domid);
+});
+
 test('hotplug errors: a missing disk file, an empty bridge', async () => {
   const dom = await createDomain(hv, xs);
   const vbd = await addDevice(xs, dom.domid, vbdSpec(51728, join(files, 'no-such-disk.img')));

@@ -47,9 +47,14 @@ export class BackendDriver {
     })();
   }
 
-  /** Re-runs every device (after a domain died, or a fault was lifted). */
+  /** Re-runs every device (after a fault was lifted). */
   kickAll(): void {
     for (const d of this.devices.values()) d.kick();
+  }
+
+  /** Re-runs the devices of one frontend domain (it shut down or died: a close need not wait for it). */
+  kickDomain(domid: number): void {
+    for (const d of this.devices.values()) if (d.frontDomid === domid) d.kick();
   }
 
   status(): Record<string, { state: number; hotplug: string }> {
