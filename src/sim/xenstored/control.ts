@@ -1,5 +1,5 @@
 // XS_CONTROL: the debug/admin commands of xenstored that make sense without a hypervisor.
-// live-update and memreport are not offered (they are answered EINVAL like unknown commands).
+// live-update only answers (there is nothing to update); memreport acknowledges without a report.
 import { MsgType } from '../../xenstore/wire.js';
 import type { Connection } from './connection.js';
 import type { Quotas, XsCore } from './core.js';
@@ -86,6 +86,20 @@ const COMMANDS: [string, Cmd, string][] = [
     'on|off',
   ],
   [
+    'live-update',
+    (_core, conn, args) => {
+      if (args.length < 1) return 'EINVAL';
+      if (args[0] === '-a') {
+        if (args.length !== 1) return 'EINVAL';
+        conn.reply(MsgType.CONTROL, 'No live-update session active.\0');
+        return undefined;
+      }
+      conn.reply(MsgType.CONTROL, 'Live-update is not supported by the simulated xenstored.\0');
+      return undefined;
+    },
+    '[-c <cmdline>] [-F] [-t <timeout>] <file>\n    Default timeout is 60 seconds.',
+  ],
+  [
     'logfile',
     (_core, conn, args) => {
       if (args.length !== 1) return 'EINVAL';
@@ -93,6 +107,15 @@ const COMMANDS: [string, Cmd, string][] = [
       return undefined;
     },
     '<file>',
+  ],
+  [
+    'memreport',
+    (_core, conn, args) => {
+      if (args.length > 1) return 'EINVAL';
+      conn.ack(MsgType.CONTROL);
+      return undefined;
+    },
+    '[<file>]',
   ],
   [
     'print',

@@ -17,6 +17,17 @@ export interface HandlerContext {
   closer: ConnectionCloser;
 }
 
+/** Children lists are immutable and shared between records: their wire form is computed once. */
+const wireChildren = new WeakMap<readonly string[], string>();
+function childrenWire(children: readonly string[]): string {
+  let s = wireChildren.get(children);
+  if (s === undefined) {
+    s = children.length ? children.join('\0') + '\0' : '';
+    wireChildren.set(children, s);
+  }
+  return s;
+}
+
 type Handler = (ctx: HandlerContext, conn: Connection, payload: Buffer) => string | undefined;
 
 const REL_PATH_MAX = 2048;
@@ -30,7 +41,7 @@ const directory: Handler = ({ core }, conn, payload) => {
   const { node } = getNodeCanonical(core, conn, oneArg(payload), PERM_READ);
   if (!node) return core.errno;
   if (node.childlen > 4096) return 'E2BIG';
-  conn.reply(MsgType.DIRECTORY, node.children.length ? node.children.join('\0') + '\0' : '');
+  conn.reply(MsgType.DIRECTORY, childrenWire(node.children));
   return undefined;
 };
 
@@ -46,7 +57,7 @@ const directoryPart: Handler = ({ core }, conn, payload) => {
     return undefined;
   }
   // Byte offsets into the `a\0b\0` list: names are ASCII, so string indices are byte offsets.
-  const all = node.children.join('\0') + '\0';
+  const all = childrenWire(node.children);
   const maxlen = 4096 - gen.length - 1;
   let len = 0;
   for (;;) {
