@@ -312,6 +312,8 @@ export class SimHypervisorBackend implements Hypervisor {
         socket.off('data', onData);
         socket.off('error', fail);
         socket.off('close', onClose);
+        // Errors of the stream connection surface through the call's result and the pump.
+        socket.on('error', () => undefined);
         socket.pause();
         if (typeof reply.token !== 'string') return fail(new Error('stream reply without a token'));
         resolve({ socket, token: reply.token, leftover: decoder.takeRest() });

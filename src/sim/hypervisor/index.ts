@@ -110,6 +110,7 @@ export class SimHypervisor extends EventEmitter<SimHypervisorEvents> {
   private totalPages: number;
   private readonly domains = new Map<number, SimDomain>();
   private rover = 0;
+  private freeCache: number | undefined;
   private nextMfn = 0x100000;
   private readonly faults = new FaultTable();
   private readonly timers = new Set<NodeJS.Timeout>();
@@ -343,6 +344,9 @@ export class SimHypervisor extends EventEmitter<SimHypervisorEvents> {
           if (!dom.memory.isPresent(pfn)) this.reserve('restore', dom, 1);
           dom.memory.populate(pfn);
         },
+        release: (pfn) => {
+          if (dom.memory.release(pfn)) this.freeCache = undefined;
+        },
       });
       dom.built = true;
       dom.onlineVcpus ||= dom.maxVcpus;
@@ -353,6 +357,7 @@ export class SimHypervisor extends EventEmitter<SimHypervisorEvents> {
     } catch (err) {
       // A failed restore leaves a domain the toolstack will destroy; return what it took.
       for (let pfn = 0; pfn < dom.memory.p2mSize; pfn++) dom.memory.release(pfn);
+      this.freeCache = undefined;
       throw err;
     } finally {
       dom.busy = undefined;
@@ -372,7 +377,8 @@ export class SimHypervisor extends EventEmitter<SimHypervisorEvents> {
     if (!Number.isInteger(targetPages) || targetPages < 1) throw new HypervisorError('balloonFromGuest', 'EINVAL', `target ${targetPages}`);
     dom.settle(this.now());
     const mem = dom.memory;
-    while (mem.presentPages > targetPages) mem.release(mem.highestPresent());
+    for (let pfn = mem.p2mSize - 1; pfn >= 0 && mem.presentPages > targetPages; pfn--) mem.release(pfn);
+    this.freeCache = undefined;
     for (let pfn = 0; mem.presentPages < targetPages && pfn < mem.p2mSize; pfn++) {
       if (mem.isPresent(pfn)) continue;
       this.reserve('balloonFromGuest', dom, 1);
@@ -427,6 +433,7 @@ export class SimHypervisor extends EventEmitter<SimHypervisorEvents> {
   setHostMemory(mib: number): void {
     if (!Number.isInteger(mib) || mib <= 0) throw new HypervisorError('setHostMemory', 'EINVAL', `memory ${mib} MiB`);
     this.totalPages = mib * PAGES_PER_MIB;
+    this.freeCache = undefined;
   }
 
   setDirtyRate(domid: number, pagesPerSecond: number): void {
@@ -464,9 +471,14 @@ export class SimHypervisor extends EventEmitter<SimHypervisorEvents> {
   }
 
   freePages(): number {
+    if (this.freeCache !== undefined) return this.freeCache;
     let used = 0;
     for (const dom of this.domains.values()) used += dom.totPages;
-    return Math.max(0, this.totalPages - used);
+    // Restore populates page by page: the sum is kept for the rest of this tick, and every
+    // path that frees or takes pages updates or drops it.
+    this.freeCache = Math.max(0, this.totalPages - used);
+    queueMicrotask(() => (this.freeCache = undefined));
+    return this.freeCache;
   }
 
   /** Stops the destroy timers (dying domains are reaped at once). */
@@ -493,6 +505,7 @@ export class SimHypervisor extends EventEmitter<SimHypervisorEvents> {
     }
     const free = this.freePages();
     if (pages > free) throw new HypervisorError(call, 'ENOMEM', `host has ${free} free pages, ${pages} needed`);
+    this.freeCache = free - pages; // the caller populates them next, synchronously
   }
 
   private specialFrames(dom: SimDomain): BuildResult {
@@ -544,6 +557,7 @@ export class SimHypervisor extends EventEmitter<SimHypervisorEvents> {
   }
 
   private change(dom: SimDomain, mutate: () => void): void {
+    this.freeCache = undefined;
     const now = this.now();
     dom.settle(now);
     mutate();
@@ -554,6 +568,7 @@ export class SimHypervisor extends EventEmitter<SimHypervisorEvents> {
     const dom = this.domains.get(domid);
     if (!dom?.dying) return;
     this.domains.delete(domid);
+    this.freeCache = undefined;
     this.emit('destroyed', domid);
     this.emit('domExc', domid);
   }

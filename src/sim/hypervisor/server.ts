@@ -75,6 +75,7 @@ export class HypervisorServer {
 
   /** Turns a fresh connection into a stream connection and returns its token. */
   registerStream(socket: Socket): string {
+    // The Connection's error listener stays; a stream's errors reach save/restore as close/EPIPE.
     const token = randomBytes(16).toString('hex');
     const timer = setTimeout(() => {
       this.streams.delete(token);

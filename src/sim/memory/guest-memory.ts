@@ -66,12 +66,6 @@ export class GuestMemory {
     return true;
   }
 
-  /** The highest present pfn, or -1. */
-  highestPresent(): number {
-    for (let pfn = this.p2mSizeValue - 1; pfn >= 0; pfn--) if (!this.holes.has(pfn)) return pfn;
-    return -1;
-  }
-
   /** A page's bytes; undefined for a page that reads as zeros (never written). */
   read(pfn: number): Uint8Array | undefined {
     const content = this.pages.get(pfn);
@@ -87,7 +81,7 @@ export class GuestMemory {
     if (data.length !== PAGE_SIZE) throw new RangeError(`page ${pfn}: ${data.length} bytes, expected ${PAGE_SIZE}`);
     if (!this.isPresent(pfn)) throw new RangeError(`page ${pfn} is not populated`);
     if (isZero(data)) this.pages.delete(pfn);
-    else this.pages.set(pfn, Uint8Array.from(data));
+    else this.pages.set(pfn, new Uint8Array(data)); // a copy, not a view: the caller's buffer may be a whole record
     this.markDirty(pfn);
   }
 

@@ -27,6 +27,8 @@ import { ExactReader } from './exact-reader.js';
 export interface RestoreHooks {
   /** Populates a pfn, taking a page from the host (throws ENOMEM). */
   populate(pfn: number): void;
+  /** Drops a pfn (XTAB/BROKEN in the stream), giving its page back to the host. */
+  release(pfn: number): void;
 }
 
 const KNOWN_RECORDS = new Set<number>(Object.values(Rec));
@@ -96,7 +98,7 @@ function applyRecord(dom: SimDomain, type: number, body: Buffer, pv: boolean, ho
     case Rec.PAGE_DATA:
       for (const entry of parsePageData(body)) {
         if (entry.type === PageType.XTAB || entry.type === PageType.BROKEN) {
-          dom.memory.release(entry.pfn);
+          hooks.release(entry.pfn);
           continue;
         }
         hooks.populate(entry.pfn);

@@ -1,0 +1,246 @@
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { closeSync, constants, existsSync, openSync, readFileSync, readSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { HypervisorError, ShutdownReason, type SaveCallbacks } from '../../src/hypervisor/types.js';
+import { buildGuest, sleep, startHarness, uuid, type Harness } from './harness.js';
+
+const VERIFY = '/usr/lib/xen-4.17/bin/verify-stream-v2';
+const XEN_PY = '/usr/lib/xen-4.17/lib/python';
+const verifySkip = !existsSync(VERIFY)
+  ? `${VERIFY} is missing (Debian package xen-utils-4.17)`
+  : !existsSync(join(XEN_PY, 'xen/migration/libxc.py'))
+    ? `${XEN_PY}/xen/migration is missing (xen-utils-4.17)`
+    : spawnSync('python3', ['--version']).status !== 0
+      ? 'python3 is missing'
+      : false;
+
+function verifyStream(path: string): { status: number | null; output: string } {
+  const r = spawnSync('python3', [VERIFY, '-v', '-i', path], { env: { ...process.env, PYTHONPATH: XEN_PY }, encoding: 'utf8', timeout: 30_000 });
+  return { status: r.status, output: `${r.stdout}\n${r.stderr}` };
+}
+
+const rejectsWith = (p: Promise<unknown>, call: string, errno: string) =>
+  assert.rejects(p, (err: unknown) => err instanceof HypervisorError && err.call === call && err.errno === errno);
+
+describe('sim hypervisor: save/restore through the RPC', { timeout: 60_000 }, () => {
+  let h: Harness;
+  before(async () => {
+    h = await startHarness({ suspendTimeoutMs: 300 });
+  });
+  after(async () => h.close());
+
+  /** The toolstack's suspend callback: ask the guest, the guest shuts down with reason suspend. */
+  const suspendingCallbacks = (domid: number, log: string[]): SaveCallbacks => ({
+    async suspend() {
+      log.push('suspend');
+      setTimeout(() => h.sim.shutdownFromGuest(domid, ShutdownReason.suspend), 10);
+    },
+    progress(sent, total, round) {
+      if (sent === total) log.push(`round ${round}`);
+    },
+  });
+
+  async function saveToFile(domid: number, path: string, live: boolean, log: string[] = []) {
+    const fd = openSync(path, 'w');
+    try {
+      return await h.hv.save(domid, fd, { live }, suspendingCallbacks(domid, log));
+    } finally {
+      closeSync(fd);
+    }
+  }
+
+  async function restoreFromFile(path: string, hvm = false) {
+    const domid = await h.hv.createDomain({ handle: uuid(), flags: hvm ? 1 : 0, maxVcpus: 2 });
+    await h.hv.setMaxMem(domid, 64 * 1024);
+    const store = await h.hv.evtchnAllocUnbound(domid, 0);
+    const console = await h.hv.evtchnAllocUnbound(domid, 0);
+    const fd = openSync(path, 'r');
+    try {
+      const result = await h.hv.restore(domid, fd, { storePort: store, consolePort: console });
+      return { domid, result };
+    } finally {
+      closeSync(fd);
+    }
+  }
+
+  test('live save of a dirtying PV guest, restore: memory checksum identical, suspend before the last round', async () => {
+    const src = await buildGuest(h.hv, { memoryMib: 16, vcpus: 2 });
+    await h.hv.unpause(src);
+    h.sim.setDirtyRate(src, 10_000);
+    await sleep(20);
+    const log: string[] = [];
+    const path = join(h.dir, 'live.stream');
+    const stats = await saveToFile(src, path, true, log);
+    assert.ok(stats.rounds >= 3, `pre-copy rounds then stop-and-copy, got ${stats.rounds} rounds`);
+    assert.ok(stats.rounds <= 6, 'at most 5 pre-copy rounds + the final one');
+    assert.ok(stats.pagesSent >= 16 * 256);
+    assert.equal(stats.bytes, readFileSync(path).length);
+    assert.equal(log.filter((l) => l === 'suspend').length, 1);
+    assert.equal(log.at(-2), 'suspend', `suspend comes right before the last round: ${log.join(', ')}`);
+    const srcInfo = (await h.hv.getDomainInfo(src))!;
+    assert.equal(srcInfo.shutdown, true);
+    assert.equal(srcInfo.shutdownReason, ShutdownReason.suspend);
+    const srcSum = await h.hv.memoryChecksum(src);
+
+    const { domid: dst, result } = await restoreFromFile(path);
+    assert.equal(typeof result.storeMfn, 'bigint');
+    assert.equal(await h.hv.memoryChecksum(dst), srcSum);
+    const dstInfo = (await h.hv.getDomainInfo(dst))!;
+    assert.equal(dstInfo.totPages, srcInfo.totPages);
+    assert.equal(dstInfo.paused, true, 'a restored domain waits for the toolstack to unpause it');
+    assert.equal(dstInfo.onlineVcpus, 2);
+    assert.deepEqual(
+      { store: h.sim.domainState(dst)!.storePfn, console: h.sim.domainState(dst)!.consolePfn },
+      { store: h.sim.domainState(src)!.storePfn, console: h.sim.domainState(src)!.consolePfn },
+    );
+    await h.hv.unpause(dst);
+    assert.equal((await h.hv.getDomainInfo(dst))!.running, true);
+    await h.hv.destroy(src);
+    await h.hv.destroy(dst);
+  });
+
+  test('verify-stream-v2 accepts saved PV streams (live and not) and an HVM stream', { skip: verifySkip }, async () => {
+    const pv = await buildGuest(h.hv, { memoryMib: 16, vcpus: 2 });
+    await h.hv.unpause(pv);
+    h.sim.setDirtyRate(pv, 10_000);
+    await sleep(10);
+    const livePath = join(h.dir, 'pv-live.stream');
+    await saveToFile(pv, livePath, true);
+    const v1 = verifyStream(livePath);
+    assert.equal(v1.status, 0, v1.output);
+    for (const rec of ['x86 PV info', 'x86 PV P2M frames', 'Static data end', 'TSC info', 'Shared info', 'x86 PV vcpu basic', 'End']) {
+      assert.ok(v1.output.includes(rec), `stream has ${rec}:\n${v1.output}`);
+    }
+    const pv2 = await buildGuest(h.hv, { memoryMib: 8 });
+    const coldPath = join(h.dir, 'pv-cold.stream');
+    await saveToFile(pv2, coldPath, false);
+    const v2 = verifyStream(coldPath);
+    assert.equal(v2.status, 0, v2.output);
+
+    const hvm = await buildGuest(h.hv, { memoryMib: 8, type: 'hvm' });
+    await h.hv.unpause(hvm);
+    h.sim.dirtyPages(hvm, 100);
+    const hvmPath = join(h.dir, 'hvm.stream');
+    await saveToFile(hvm, hvmPath, true);
+    const v3 = verifyStream(hvmPath);
+    assert.equal(v3.status, 0, v3.output);
+    assert.ok(v3.output.includes('HVM params') && v3.output.includes('HVM context'), v3.output);
+    const { domid: hvmCopy } = await restoreFromFile(hvmPath, true);
+    assert.equal(await h.hv.memoryChecksum(hvmCopy), await h.hv.memoryChecksum(hvm));
+
+    // A corrupted stream is what the checker refuses (the check can fail).
+    const bad = readFileSync(coldPath);
+    bad.writeUInt32LE(0x77, 24 + 16); // first record's type
+    writeFileSync(join(h.dir, 'bad.stream'), bad);
+    assert.notEqual(verifyStream(join(h.dir, 'bad.stream')).status, 0);
+    for (const d of [pv, pv2, hvm, hvmCopy]) await h.hv.destroy(d);
+  });
+
+  test('restore reads exactly one stream from the fd and leaves what follows', async () => {
+    const src = await buildGuest(h.hv, { memoryMib: 8 });
+    h.sim.dirtyPages(src, 50);
+    const path = join(h.dir, 'trailer.stream');
+    await saveToFile(src, path, false);
+    writeFileSync(path, Buffer.concat([readFileSync(path), Buffer.from('NEXT-LAYER')]));
+    const dst = await h.hv.createDomain({ handle: uuid(), flags: 0, maxVcpus: 1 });
+    await h.hv.setMaxMem(dst, 8 * 1024);
+    const fd = openSync(path, 'r');
+    try {
+      await h.hv.restore(dst, fd, { storePort: 1, consolePort: 2 });
+      const rest = Buffer.alloc(64);
+      const n = readSync(fd, rest, 0, 64, null);
+      assert.equal(rest.subarray(0, n).toString(), 'NEXT-LAYER');
+    } finally {
+      closeSync(fd);
+    }
+    assert.equal(await h.hv.memoryChecksum(dst), await h.hv.memoryChecksum(src));
+    await h.hv.destroy(src);
+    await h.hv.destroy(dst);
+  });
+
+  test('live migration through a non-blocking FIFO: save and restore run at the same time', async () => {
+    const src = await buildGuest(h.hv, { memoryMib: 16 });
+    await h.hv.unpause(src);
+    h.sim.setDirtyRate(src, 20_000);
+    await sleep(10);
+    const fifo = join(h.dir, 'migrate.fifo');
+    execFileSync('mkfifo', [fifo]);
+    const readFd = openSync(fifo, constants.O_RDONLY | constants.O_NONBLOCK);
+    const writeFd = openSync(fifo, constants.O_WRONLY | constants.O_NONBLOCK);
+    const dst = await h.hv.createDomain({ handle: uuid(), flags: 0, maxVcpus: 1 });
+    await h.hv.setMaxMem(dst, 16 * 1024);
+    try {
+      const [stats] = await Promise.all([
+        h.hv.save(src, writeFd, { live: true, maxRounds: 3 }, suspendingCallbacks(src, [])),
+        h.hv.restore(dst, readFd, { storePort: 1, consolePort: 2 }),
+      ]);
+      assert.ok(stats.rounds <= 4);
+    } finally {
+      closeSync(readFd);
+      closeSync(writeFd);
+    }
+    assert.equal(await h.hv.memoryChecksum(dst), await h.hv.memoryChecksum(src));
+    await h.hv.destroy(src);
+    await h.hv.destroy(dst);
+  });
+
+  test('a guest that does not suspend fails the save (EBUSY after the wait); log-dirty is off again', async () => {
+    const src = await buildGuest(h.hv, { memoryMib: 8 });
+    await h.hv.unpause(src);
+    const fd = openSync(join(h.dir, 'nosuspend.stream'), 'w');
+    try {
+      await rejectsWith(h.hv.save(src, fd, { live: true }, { suspend: async () => undefined }), 'save', 'EBUSY');
+      await assert.rejects(
+        h.hv.save(src, fd, { live: false }, { suspend: async () => { throw new Error('guest agent unreachable'); } }),
+        (err: unknown) => err instanceof HypervisorError && err.errno === 'EIO' && /guest agent unreachable/.test(err.message),
+      );
+    } finally {
+      closeSync(fd);
+    }
+    await rejectsWith(h.hv.shadowControl(src, 'peek'), 'shadowControl', 'EINVAL');
+    assert.equal((await h.hv.getDomainInfo(src))!.running, true);
+    await h.hv.destroy(src);
+  });
+
+  test('a save can be cancelled through its signal; a destroyed domain fails its save', async () => {
+    const src = await buildGuest(h.hv, { memoryMib: 8 });
+    await h.hv.unpause(src);
+    const fd = openSync(join(h.dir, 'cancel.stream'), 'w');
+    try {
+      const controller = new AbortController();
+      const saving = h.hv.save(src, fd, { live: true }, {
+        suspend: () => new Promise(() => undefined), // never answers: only the cancel ends it
+        signal: controller.signal,
+      });
+      setTimeout(() => controller.abort(), 50);
+      await rejectsWith(saving, 'save', 'ECANCELED');
+      const dying = h.hv.save(src, fd, { live: true }, { suspend: () => h.hv.destroy(src) });
+      await rejectsWith(dying, 'save', 'ESRCH');
+    } finally {
+      closeSync(fd);
+    }
+  });
+
+  test('bad streams: garbage, a PV stream into an HVM domain, a truncated stream', async () => {
+    const garbage = join(h.dir, 'garbage.stream');
+    writeFileSync(garbage, Buffer.alloc(4096, 0x41));
+    await assert.rejects(restoreFromFile(garbage), (err: unknown) => err instanceof HypervisorError && err.call === 'restore' && /image header/.test(err.message));
+
+    const src = await buildGuest(h.hv, { memoryMib: 8 });
+    h.sim.dirtyPages(src, 20);
+    const path = join(h.dir, 'good.stream');
+    await saveToFile(src, path, false);
+    const free = (await h.hv.physinfo()).freePages;
+    await assert.rejects(restoreFromFile(path, true), (err: unknown) => err instanceof HypervisorError && err.errno === 'EINVAL' && /CDF_hvm/.test(err.message));
+
+    const whole = readFileSync(path);
+    const truncated = join(h.dir, 'truncated.stream');
+    writeFileSync(truncated, whole.subarray(0, Math.floor(whole.length / 2)));
+    await assert.rejects(restoreFromFile(truncated), (err: unknown) => err instanceof HypervisorError && err.call === 'restore');
+    // Failed restores gave their pages back (the empty domains remain until destroyed).
+    assert.equal((await h.hv.physinfo()).freePages, free);
+    await h.hv.destroy(src);
+  });
+});
