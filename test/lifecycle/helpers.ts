@@ -165,3 +165,43 @@ export async function assertNoLeak(w: World, baseline: { tree: string[]; domains
   }
   assert.deepStrictEqual(last, baseline);
 }
+
+/**
+ * The world is consistent with the daemon's view: the live domains are exactly the recorded ones, and xenstore holds
+ * nodes only for them (/local/domain/<domid>, backends, /vm/<uuid>).
+ */
+export async function assertConsistent(w: World): Promise<void> {
+  const end = Date.now() + 5000;
+  let problem = '';
+  do {
+    const { vms } = await w.api.call<{ vms: Array<{ vm: { id: string }; state: { power_state: string; domid?: number } }> }>('VM.list');
+    const recorded = new Map(vms.filter((v) => v.state.domid !== undefined).map((v) => [v.state.domid!, v.vm.id]));
+    const status = await w.control.call('status', {});
+    const live = status.domains.filter((d) => d.domid !== 0 && d.state !== 'dying');
+    const dying = status.domains.filter((d) => d.state === 'dying');
+    const localDoms = (await w.xs.directory('/local/domain')).map(Number).filter((d) => d !== 0).sort();
+    const vmNodes = (await w.xs.directory('/vm').catch(() => [] as string[])).sort();
+    const backends: number[] = [];
+    for (const kind of ['vbd', 'vif', 'console']) {
+      for (const c of await w.xs.directory(`/local/domain/0/backend/${kind}`).catch(() => [] as string[])) backends.push(Number(c));
+    }
+    const want = [...recorded.keys()].sort();
+    problem = '';
+    if (JSON.stringify(live.map((d) => d.domid).sort()) !== JSON.stringify(want)) problem += `live domains ${live.map((d) => d.domid)} != recorded ${want}; `;
+    if (dying.length) problem += `dying ${dying.map((d) => d.domid)}; `;
+    if (JSON.stringify(localDoms) !== JSON.stringify(want)) problem += `/local/domain has ${localDoms}; `;
+    if (JSON.stringify(vmNodes) !== JSON.stringify([...recorded.values()].sort())) problem += `/vm has ${vmNodes}; `;
+    if (backends.some((b) => !recorded.has(b))) problem += `backends for ${backends}; `;
+    if (!problem) return;
+    await new Promise((r) => setTimeout(r, 50));
+  } while (Date.now() < end);
+  assert.fail(`inconsistent: ${problem}`);
+}
+
+/** Waits until the daemon has no task pending or running. */
+export async function idle(w: World, timeoutMs = 15_000): Promise<void> {
+  await until(async () => {
+    const { tasks } = await w.api.call<{ tasks: Task[] }>('TASK.list');
+    return tasks.every((t) => t.state !== 'pending' && t.state !== 'running');
+  }, timeoutMs, 'daemon idle');
+}
