@@ -172,7 +172,9 @@ export class SimHypervisorBackend implements Hypervisor {
       stopPump.abort();
       socket.destroy();
       await pump;
-      if (pumpError && !(pumpError instanceof HypervisorError && pumpError.errno === 'ECANCELED') && !isSocketError(pumpError)) {
+      // The server saw a cut stream (EIO) when the pump failed to read the fd: the pump's error says why.
+      const serverSawCutStream = err instanceof HypervisorError && err.errno === 'EIO';
+      if (pumpError && serverSawCutStream && !(pumpError instanceof HypervisorError) && !isSocketError(pumpError)) {
         throw new HypervisorError('restore', 'EINVAL', `reading the stream from fd ${fd}: ${pumpError.message}`);
       }
       throw err;
