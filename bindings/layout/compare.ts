@@ -110,7 +110,12 @@ export function compareLayouts(probe: ProbeLayout, decls: Declaration[], consts?
   return problems;
 }
 
-export const PROBE_SOURCE = join(dirname(fileURLToPath(import.meta.url)), 'probe.c');
+/** probe.c beside this module, or in the source tree when this runs compiled from dist/ (tsc copies no .c). */
+export const PROBE_SOURCE = ((): string => {
+  const here = dirname(fileURLToPath(import.meta.url));
+  const beside = join(here, 'probe.c');
+  return existsSync(beside) ? beside : join(here, '..', '..', '..', 'bindings', 'layout', 'probe.c');
+})();
 const HEADERS = ['/usr/include/xenctrl.h', '/usr/include/xenguest.h', '/usr/include/xen/domctl.h'];
 
 /** Why the probe cannot be built here (missing compiler or headers), or undefined when it can. */
