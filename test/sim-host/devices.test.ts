@@ -98,8 +98,11 @@ test('hotplug errors: a missing disk file, an empty bridge', async () => {
   const dom = await createDomain(hv, xs);
   const vbd = await addDevice(xs, dom.domid, vbdSpec(51728, join(files, 'no-such-disk.img')));
   const vif = await addDevice(xs, dom.domid, vifSpec(1, ''));
+  const rel = await addDevice(xs, dom.domid, vbdSpec(51744, 'disk.img'));
   await waitFor(xs, `${vbd.backend}/hotplug-status`, (v) => v === 'error');
   assert.match(await xs.read(`${vbd.backend}/hotplug-error`), /no-such-disk\.img does not exist/);
+  await waitFor(xs, `${rel.backend}/hotplug-status`, (v) => v === 'error');
+  assert.match(await xs.read(`${rel.backend}/hotplug-error`), /not an absolute path/);
   await waitFor(xs, `${vif.backend}/hotplug-status`, (v) => v === 'error');
   assert.match(await xs.read(`${vif.backend}/hotplug-error`), /bridge/);
   // A failed device never connects, even with the guest up.

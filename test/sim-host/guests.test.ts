@@ -66,6 +66,20 @@ test('control/shutdown: each request is cleared and ends in its shutdown reason'
   }
 });
 
+test('suspend then resume (xc_domain_resume): the same guest answers again, without a boot delay', async () => {
+  const dom = await bootedGuest();
+  assert.equal(await shutdownReasonAfter(dom, 'suspend'), 2);
+  // Booting would now take 5 s; a resumed guest does not boot.
+  await ctl.call('guest.fault', { fault: 'slow-boot', delayMs: 5000 });
+  const t0 = performance.now();
+  await hv.call('resume', dom.domid);
+  assert.equal((await info(dom.domid))?.shutdown, false);
+  assert.equal(await shutdownReasonAfter(dom, 'poweroff'), 0);
+  assert.ok(performance.now() - t0 < 2500, `resumed guest answered after ${(performance.now() - t0).toFixed(0)} ms`);
+  await ctl.call('faults.clear', {});
+  await hv.call('destroy', dom.domid);
+});
+
 test('a guest ignores an unknown request but still acknowledges it', async () => {
   const dom = await bootedGuest();
   await xs.write(`${dom.dompath}/control/shutdown`, 'self-destruct');

@@ -34,6 +34,7 @@ export const vbdKind: BackendKind = {
       if (deviceType === 'cdrom') return { 'hotplug-status': 'connected' };
       throw new HotplugError('params is empty: no file or device to attach');
     }
+    if (!params.startsWith('/')) throw new HotplugError(`params ${JSON.stringify(params)} is not an absolute path`);
     let st;
     try {
       st = await stat(params);
