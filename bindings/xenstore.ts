@@ -70,7 +70,7 @@ export class LibXenstoreClient extends EventEmitter implements XenstoreClient {
   private readonly pool: HandleSlot[] = [];
   private watchSlot: HandleSlot | undefined;
   private poller: ReturnType<typeof koffi.node.poll> | undefined;
-  private pollFd = -1;
+  private pollGeneration = -1;
   private draining = false;
   private healthTimer: NodeJS.Timeout | undefined;
   private readonly watches = new Map<string, WatchStream[]>();
@@ -173,6 +173,11 @@ export class LibXenstoreClient extends EventEmitter implements XenstoreClient {
         if (!CONNECTION_ERRNOS.has(name)) throw new XsError(name, op, path);
         this.opts.logger?.warn({ handle: s.name, errno: name, op }, 'xenstore(libxenstore): connection lost');
         await s.kill();
+        if (s === this.watchSlot) {
+          // Its watches went with it: reopen and register them all again (after this job, on the same queue).
+          this.onWatchHandleLost();
+          throw new XsConnectionError(op, path, `connection to xenstored lost (${name})`);
+        }
         // EPIPE: the request never reached a server, so sending it again on a fresh handle cannot apply it twice.
         if (name !== 'EPIPE' || txGeneration !== undefined || attempt > 0 || !this.reconnectEnabled) {
           throw new XsConnectionError(op, path, `connection to xenstored lost (${name})`);
@@ -301,11 +306,23 @@ export class LibXenstoreClient extends EventEmitter implements XenstoreClient {
 
   /** Polls the watch handle's xs_fileno() (once per handle generation). */
   private async startPolling(slot: HandleSlot): Promise<void> {
-    const fd = await this.exec('xs_fileno', undefined, undefined, async (h) => (await callAsync<number>(this.lib.xs_fileno, h)).value, slot);
-    if (this.poller && this.pollFd === fd) return;
+    let generation = 0;
+    const fd = await this.exec(
+      'xs_fileno',
+      undefined,
+      undefined,
+      async (h) => {
+        generation = slot.generation;
+        return (await callAsync<number>(this.lib.xs_fileno, h)).value;
+      },
+      slot,
+    );
+    // Keyed by handle generation, not fd number: a reopened handle's pipe may reuse the old descriptor number.
+    if (this.poller && this.pollGeneration === generation) return;
     this.poller?.close();
+    this.poller = undefined;
     if (fd < 0) throw new XsError('EIO', 'xs_fileno');
-    this.pollFd = fd;
+    this.pollGeneration = generation;
     this.poller = koffi.node.poll(fd, { readable: true }, () => this.drain());
   }
 
@@ -373,7 +390,7 @@ export class LibXenstoreClient extends EventEmitter implements XenstoreClient {
     this.opts.logger?.warn('xenstore(libxenstore): watch connection lost, reconnecting');
     this.poller?.close();
     this.poller = undefined;
-    this.pollFd = -1;
+    this.pollGeneration = -1;
     // The whole daemon most likely restarted: every pooled handle is stale too; they reopen on their next call.
     for (const s of this.pool) void s.run(async () => s.kill());
     if (!this.reconnectEnabled) {

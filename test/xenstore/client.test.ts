@@ -236,9 +236,14 @@ for (const kind of SERVERS) {
           const c = await openXenstore({ transport, path: silentPath, timeoutMs: 10_000, reconnect: false });
           try {
             const t0 = Date.now();
+            // The event loop keeps turning while the call waits (libxenstore's blocking call runs on a worker).
+            let ticks = 0;
+            const ticker = setInterval(() => ticks++, 10);
             await assert.rejects(c.read('/x', { timeoutMs: 100 }), (e: unknown) => e instanceof XsTimeoutError);
+            clearInterval(ticker);
             const took = Date.now() - t0;
             assert.ok(took >= 90 && took < 2000, `took ${took} ms`);
+            assert.ok(ticks >= 4, `only ${ticks} timer ticks while the call was blocked`);
             await assert.rejects(c.read('/x', { signal: AbortSignal.abort() }), { name: 'AbortError' });
             const ac = new AbortController();
             const p = c.write('/x', 'v', { signal: ac.signal });
