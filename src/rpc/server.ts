@@ -102,6 +102,7 @@ export async function createApiServer(options: ApiServerOptions): Promise<ApiSer
       tooLarge(req, res, msgpack, true);
       return;
     }
+    req.on('error', (err) => logger.debug({ err }, 'request aborted by the client')); // never crash on a reset
     let first: Buffer | undefined;
     let chunks: Buffer[] | undefined;
     let size = 0;

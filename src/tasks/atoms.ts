@@ -1,7 +1,7 @@
 // Operations as lists of atoms, each with its undo. runAtoms runs them in order; on a failure or a cancel it runs the
 // undos of the atoms already done, in reverse, then rethrows (CANCELLED for a cancel). Each atom boundary is a cancel
 // point (counted per task, see TaskEngine.setCancelTrigger) and each atom is recorded as a subtask.
-import { isCancelled } from '../rpc/errors.js';
+import { Errors, isCancelled } from '../rpc/errors.js';
 import { cancelledError, TaskCtx } from './context.js';
 import type { Atom, TaskContext } from './types.js';
 
@@ -56,13 +56,18 @@ async function undoAll(ctx: TaskCtx, done: Atom[], cause: unknown): Promise<void
     const atom = done[i]!;
     if (!atom.undo) continue;
     const subtask = handle.addSubtask(`undo:${atom.name}`);
+    const limit = new AbortController();
+    const seconds = handle.undoTimeoutMs / 1000;
+    const timer = setTimeout(() => limit.abort(Errors.timeout(`undo of ${atom.name}`, seconds)), handle.undoTimeoutMs);
     try {
-      await atom.undo(ctx.forUndo(handle.undoTimeoutMs));
+      await atom.undo(ctx.forUndo(limit.signal));
       handle.setSubtaskState(subtask, 'completed');
     } catch (err) {
       // Best effort: one undo failing must not stop the others from cleaning up.
       handle.setSubtaskState(subtask, 'failed');
       ctx.logger.error({ err, atom: atom.name }, 'undo failed');
+    } finally {
+      clearTimeout(timer);
     }
   }
 }

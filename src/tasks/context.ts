@@ -117,12 +117,10 @@ export class TaskCtx implements TaskContext {
     return new TaskCtx(this.handle, this.lo + span * lo, this.lo + span * hi, this.signalOverride);
   }
 
-  /** A context for undo work: not cancellable (its own signal, aborted only after `timeoutMs`), no progress. */
-  forUndo(timeoutMs: number): TaskCtx {
-    const controller = new AbortController();
-    const timer = setTimeout(() => controller.abort(Errors.timeout('undo', timeoutMs / 1000)), timeoutMs);
-    timer.unref();
-    return new TaskCtx(this.handle, this.lo, this.hi, controller.signal);
+  /** A context for undo work: not cancellable (its own signal, which the caller aborts only on an undo timeout),
+   *  reporting no progress. */
+  forUndo(signal: AbortSignal): TaskCtx {
+    return new TaskCtx(this.handle, this.lo, this.hi, signal);
   }
 
   get isUndo(): boolean {

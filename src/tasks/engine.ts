@@ -339,7 +339,10 @@ export class TaskEngine {
     let live = this.finishedOrder.filter((e) => this.tasks.get(e.id) === e);
     let drop = 0;
     while (drop < live.length && (live[drop]!.finishedAtMs <= expiry || live.length - drop > this.maxFinished)) drop++;
-    for (let i = 0; i < drop; i++) this.tasks.delete(live[i]!.id);
+    for (let i = 0; i < drop; i++) {
+      this.tasks.delete(live[i]!.id);
+      this.announce(live[i]!.id); // a client following the task learns it is gone
+    }
     live = live.slice(drop);
     this.finishedOrder.length = 0;
     this.finishedOrder.push(...live);

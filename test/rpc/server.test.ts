@@ -300,6 +300,23 @@ describe('API server', () => {
     assert.equal(updates.waiting, 0);
   });
 
+  test('clients that break off mid-body or send garbage HTTP do not hurt the server', async () => {
+    const raw = (data: string, thenDestroy: boolean) =>
+      new Promise<string>((resolve) => {
+        const sock = connect(S, () => {
+          sock.write(data);
+          if (thenDestroy) setTimeout(() => sock.destroy(), 20);
+        });
+        let got = '';
+        sock.on('data', (d) => (got += d.toString()));
+        sock.on('close', () => resolve(got));
+        sock.on('error', () => resolve(got));
+      });
+    assert.equal(await raw('POST /v1 HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{"jsonrpc"', true), '');
+    assert.match(await raw('THIS IS NOT HTTP\r\n\r\n', false), /^HTTP\/1\.1 400[^]*bad HTTP request/);
+    assert.equal((await rpc(S, 'API.version')).result.api, '1.0');
+  });
+
   test('a second server on the same socket refuses to start', async () => {
     await assert.rejects(
       createApiServer({ socketPath: S, logger: quietLogger(), methods: {}, version: '0' }),
