@@ -3,7 +3,8 @@
 // that connection (the stream cannot be resynchronised), never the process.
 import { Packr, Unpackr } from 'msgpackr';
 
-export const MAX_FRAME = 1 << 20;
+// Large enough for the status of a host with thousands of domains and devices.
+export const MAX_FRAME = 16 << 20;
 
 const packr = new Packr({ useRecords: false, moreTypes: false });
 const unpackr = new Unpackr({ useRecords: false, moreTypes: false });
