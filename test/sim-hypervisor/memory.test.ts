@@ -116,3 +116,22 @@ describe('sim hypervisor: memory accounting, ENOMEM and log-dirty over the RPC',
     }
   });
 });
+
+describe('sim hypervisor: 1,000 idle 1 GiB guests', { timeout: 60_000 }, () => {
+  test('cost little memory (RSS growth far under the 500 MiB budget; figures: npm run bench:sim-memory)', async () => {
+    const h = await startHarness({ memoryMib: 1000 * 1024 + 2048 });
+    try {
+      const rss0 = process.memoryUsage().rss;
+      for (let i = 0; i < 1000; i++) {
+        const domid = await buildGuest(h.hv, { memoryMib: 1024 });
+        await h.hv.unpause(domid);
+      }
+      const infos = await h.hv.getDomainInfoList(1, 2000);
+      assert.equal(infos.filter((i) => i.running && i.totPages === 1024 * 256).length, 1000);
+      const growthMib = (process.memoryUsage().rss - rss0) / 1024 / 1024;
+      assert.ok(growthMib < 250, `RSS grew ${growthMib.toFixed(1)} MiB for 1,000 idle 1 GiB guests`);
+    } finally {
+      await h.close();
+    }
+  });
+});

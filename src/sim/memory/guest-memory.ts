@@ -44,7 +44,7 @@ export class GuestMemory {
 
   /** Populates pfns [0, count) on a fresh build. */
   populateRange(count: number): void {
-    for (let pfn = this.p2mSizeValue; pfn < count; pfn++) this.holes.delete(pfn);
+    if (this.holes.size > 0) for (let pfn = 0; pfn < count; pfn++) this.holes.delete(pfn);
     if (count > this.p2mSizeValue) this.p2mSizeValue = count;
   }
 
