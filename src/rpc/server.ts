@@ -194,19 +194,23 @@ export async function createApiServer(options: ApiServerOptions): Promise<ApiSer
   });
 
   await claimSocketPath(socketPath);
-  // umask first so the socket is never more open than its final mode, even for an instant.
+  // umask first so the socket is never more open than its final mode, even for an instant. For a unix socket,
+  // listen() binds synchronously, so the umask is restored before any other code of the process can run (a wider
+  // window would give files and directories that others create meanwhile a wrong mode).
+  const listening = new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.once('listening', () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
   const oldMask = process.umask(0o777 & ~socketMode(options.group));
   try {
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(socketPath, () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
+    server.listen(socketPath);
   } finally {
     process.umask(oldMask);
   }
+  await listening;
   const identity = socketIdentity(socketPath);
   try {
     applySocketAccess(socketPath, options.group);

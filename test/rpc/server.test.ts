@@ -362,7 +362,9 @@ describe('API server socket handling', () => {
     const tmp = tempSocketDir();
     try {
       const gid = process.getgid!();
+      const umaskBefore = process.umask();
       const s = await createApiServer({ socketPath: tmp.socketPath, group: gid, logger: quietLogger(), methods: {}, version: '0' });
+      assert.equal(process.umask(), umaskBefore, 'the process umask is restored');
       const st = statSync(tmp.socketPath);
       assert.equal(st.mode & 0o777, 0o660);
       assert.equal(st.gid, gid);
