@@ -93,7 +93,8 @@ export class BackendDevice {
     this.state = cur;
     const frontendPath = await be('frontend');
     if (frontendPath === undefined) return; // the toolstack has not finished writing the device
-    if (!/^\/local\/domain\/\d+\/[A-Za-z0-9/_-]+$/.test(frontendPath) || frontendPath.includes('//')) {
+    // The frontend must live in the domain the backend directory is for (…/backend/<type>/<domid>/…).
+    if (!frontendPath.startsWith(`/local/domain/${this.frontDomid}/`) || !/^[A-Za-z0-9/_-]+$/.test(frontendPath) || frontendPath.includes('//')) {
       this.log.warn({ frontendPath }, 'ignoring device with a bad frontend path');
       return;
     }
