@@ -39,6 +39,8 @@ interface Pending {
 }
 
 interface CallExtras {
+  /** A call id reserved beforehand (save cancels its call when writing the fd fails). */
+  id?: number;
   signal?: AbortSignal;
   suspend?: () => Promise<void>;
   progress?: (sent: number, total: number, round: number) => void;
@@ -120,7 +122,7 @@ export class SimHypervisorBackend implements Hypervisor {
   async save(domid: number, fd: number, opts: SaveOptions, cb: SaveCallbacks): Promise<SaveStats> {
     const { socket, token, leftover } = await this.openStream();
     let pumpError: Error | undefined;
-    let callId = 0;
+    const callId = this.nextId++;
     const pump = (async () => {
       if (leftover.length > 0) await writeAllFd(fd, leftover);
       for await (const chunk of socket) await writeAllFd(fd, chunk as Buffer);
@@ -131,11 +133,11 @@ export class SimHypervisorBackend implements Hypervisor {
     });
     try {
       const result = this.call('save', [domid, token, defined(opts)], {
+        id: callId,
         signal: cb.signal,
         suspend: () => cb.suspend(),
         ...(cb.progress ? { progress: cb.progress } : {}),
       });
-      callId = this.nextId - 1;
       const stats = (await result) as SaveStats;
       await pump;
       if (pumpError) throw pumpError;
@@ -202,7 +204,7 @@ export class SimHypervisorBackend implements Hypervisor {
   private call(call: string, args: unknown[], extras: CallExtras = {}): Promise<unknown> {
     if (this.closed) return Promise.reject(new HypervisorError(call, 'ESHUTDOWN', 'hypervisor backend closed'));
     if (extras.signal?.aborted) return Promise.reject(new HypervisorError(call, 'ECANCELED', 'aborted'));
-    const id = this.nextId++;
+    const id = extras.id ?? this.nextId++;
     return new Promise<unknown>((resolve, reject) => {
       const onAbort = (): void => this.cancel(id);
       extras.signal?.addEventListener('abort', onAbort, { once: true });

@@ -147,6 +147,42 @@ describe('sim hypervisor: bad input on the socket gets errors, the server carrie
     assert.ok((await h.hv.getDomainInfoList(0, 5)).length >= 1);
   });
 
+  test('fuzz: 400 random calls with random arguments all get an answer; the server stays up', async () => {
+    let seed = 12345;
+    const rnd = (n: number): number => {
+      seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+      return seed % n;
+    };
+    const values = (): unknown => {
+      const pick = rnd(12);
+      if (pick === 0) return rnd(5);
+      if (pick === 1) return -rnd(1e6);
+      if (pick === 2) return 2 ** 40 + rnd(10);
+      if (pick === 3) return 'x'.repeat(rnd(40));
+      if (pick === 4) return null;
+      if (pick === 5) return [values(), values()];
+      if (pick === 6) return { handle: '00000000-0000-4000-8000-00000000abcd', flags: rnd(3), maxVcpus: rnd(3) };
+      if (pick === 7) return { type: ['pv', 'hvm', 'x'][rnd(3)], kernel: 'k', memoryMib: rnd(20), storePort: 1, consolePort: 2 };
+      if (pick === 8) return { live: rnd(2) === 0, maxRounds: rnd(3) };
+      if (pick === 9) return 1.5;
+      if (pick === 10) return true;
+      return { [String(rnd(3))]: values() };
+    };
+    const calls = ['version', 'physinfo', 'createDomain', 'setMaxVcpus', 'setMaxMem', 'build', 'getDomainInfoList', 'getDomainInfo',
+      'pause', 'unpause', 'shutdown', 'destroy', 'evtchnAllocUnbound', 'shadowControl', 'save', 'restore', 'resume', 'memoryChecksum', 'nope'];
+    const raw = await Raw.open(h.socketPath);
+    for (let id = 1; id <= 400; id++) {
+      const args = Array.from({ length: rnd(4) }, () => (rnd(3) === 0 ? rnd(4) : values()));
+      raw.send({ t: 'call', id, call: calls[rnd(calls.length)], args });
+      const res = await raw.next();
+      assert.equal(res.t, 'res');
+      assert.equal(res.id, id);
+      assert.ok('ok' in res || typeof res.error?.errno === 'string', JSON.stringify(res));
+    }
+    raw.close();
+    assert.equal((await h.hv.version()).major, 4);
+  });
+
   test('the backend reconnects after its connection was dropped by the server', async () => {
     await h.server.close();
     await assert.rejects(h.hv.version());

@@ -328,11 +328,17 @@ class Connection {
       const result = this.server.dispatch(call, msg['args'] ?? [], { conn: this, id: callId, signal: controller.signal });
       Promise.resolve(result).then(
         (ok) => finish({ t: 'res', id: callId, ok: ok ?? null }),
-        (err) => finish({ t: 'res', id: callId, error: toWireError(err, call) }),
+        (err) => finish({ t: 'res', id: callId, error: this.wireError(err, call) }),
       );
     } catch (err) {
-      finish({ t: 'res', id: callId, error: toWireError(err, call) });
+      finish({ t: 'res', id: callId, error: this.wireError(err, call) });
     }
+  }
+
+  private wireError(err: unknown, call: string): WireError {
+    // A HypervisorError is an answer; anything else is a bug of the sim worth a log line.
+    if (!(err instanceof HypervisorError)) this.server.log.error({ err, call }, 'hypervisor call failed unexpectedly');
+    return toWireError(err, call);
   }
 }
 
