@@ -1,5 +1,5 @@
 // Test-only control socket (enabled by --test-hooks PATH): lets a test process set the task engine's cancel trigger
-// and read how many cancel points a task passed. One JSON request per line, one JSON answer per line.
+// or a self-SIGKILL at one (restart tests), and read how many cancel points a task passed. One JSON request per line, one JSON answer per line.
 // Never enabled in production; not part of API v1.
 import { createServer, type Server } from 'node:net';
 import { rm } from 'node:fs/promises';
@@ -20,6 +20,16 @@ export async function startTestHooks(path: string, engine: TaskEngine): Promise<
           const req = JSON.parse(line) as { cmd: string; at?: number; method?: string; vm?: string; task?: string };
           if (req.cmd === 'cancelAt') {
             engine.setCancelTrigger(req.at === undefined ? null : { at: req.at, method: req.method, vm: req.vm });
+            answer = { ok: true };
+          } else if (req.cmd === 'killAt') {
+            // Dies as a crashed daemon would (SIGKILL, no clean-up) when a matching task reaches cancel point `at`.
+            const { at, method, vm } = req;
+            engine.onCancelPoint =
+              at === undefined
+                ? undefined
+                : (info) => {
+                    if (info.point === at && (!method || info.method === method) && (!vm || info.vm === vm)) process.kill(process.pid, 'SIGKILL');
+                  };
             answer = { ok: true };
           } else if (req.cmd === 'cancelPoints') {
             answer = { ok: true, points: engine.cancelPointsSeen(req.task ?? '') };

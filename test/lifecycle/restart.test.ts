@@ -1,0 +1,134 @@
+// SIGKILL the daemon during each kind of operation (at atom boundaries, via the test hook, and inside a wait), start
+// it again on the same state: the VMs are consistent with the domains, half-done work is finished or undone, and
+// nothing leaks.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { addVm, assertConsistent, assertNoLeak, idle, opOk, power, snapshot, startWorld, until, type World } from './helpers.js';
+
+describe('daemon restart', { timeout: 300_000 }, () => {
+  let w: World;
+  let baseline: Awaited<ReturnType<typeof snapshot>>;
+
+  before(async () => {
+    w = await startWorld({ testHooks: true, args: ['--device-timeout', '1'] });
+    const warm = await addVm(w.api, { vbds: [{ device: 'xvda', path: w.disk }], vifs: [{}] });
+    await opOk(w.api, 'VM.start', { id: warm });
+    await opOk(w.api, 'VM.shutdown', { id: warm, mode: 'hard' });
+    baseline = await snapshot(w);
+  });
+  after(async () => {
+    await w?.close();
+  });
+
+  /** Submits method with a self-SIGKILL at point `at`; restarts the daemon; true if the kill happened. */
+  async function killAt(method: string, params: Record<string, unknown>, at: number): Promise<boolean> {
+    await w.daemon.hook({ cmd: 'killAt', at, method, vm: params.id });
+    const { task } = await w.api.call('VM.' + method.slice(3), params).catch(() => ({ task: undefined }));
+    const exited = new Promise<void>((r) => {
+      if (w.daemon.child.exitCode !== null || w.daemon.child.signalCode !== null) r();
+      else w.daemon.child.once('exit', () => r());
+    });
+    let answered = false;
+    if (task) {
+      try {
+        await w.api.call('TASK.wait', { id: task, timeout_s: 20 });
+        answered = true;
+      } catch {
+        // the daemon died while we waited
+      }
+    }
+    const died = answered ? false : (await Promise.race([exited.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 5000))]));
+    if (!died) {
+      await w.daemon.hook({ cmd: 'killAt' });
+      return false;
+    }
+    await w.daemon.kill();
+    await w.restartDaemon();
+    await idle(w);
+    await assertConsistent(w);
+    return true;
+  }
+
+  test('killed at each boundary of VM.start: after restart the VM is halted or running, nothing leaks', async () => {
+    const id = await addVm(w.api, { vbds: [{ device: 'xvda', path: w.disk }], vifs: [{}] });
+    let at = 0;
+    for (; at < 40; at++) {
+      const killed = await killAt('VM.start', { id }, at);
+      const p = await power(w.api, id);
+      assert.ok(p === 'halted' || p === 'running', `at ${at}: ${p}`);
+      if (p === 'running') await opOk(w.api, 'VM.shutdown', { id, mode: 'hard' });
+      await assertNoLeak(w, baseline);
+      if (!killed) break;
+    }
+    assert.ok(at >= 14, `only ${at} boundaries`);
+  });
+
+  test('killed at each boundary of a clean VM.shutdown and of VM.reboot', async () => {
+    const id = await addVm(w.api, { vifs: [{}] });
+    for (const method of ['VM.shutdown', 'VM.reboot']) {
+      for (let at = 0; at < 40; at++) {
+        if ((await power(w.api, id)) !== 'running') await opOk(w.api, 'VM.start', { id });
+        const killed = await killAt(method, { id, timeout_s: 10 }, at);
+        const p = await power(w.api, id);
+        if (method === 'VM.shutdown') assert.equal(p, 'halted', `${method} at ${at}: the interrupted shutdown is finished`);
+        else assert.ok(p === 'running', `${method} at ${at}: the interrupted reboot is finished (${p})`);
+        if (!killed) break;
+      }
+    }
+    await opOk(w.api, 'VM.shutdown', { id, mode: 'hard' });
+    await assertNoLeak(w, baseline);
+  });
+
+  test('killed during pause, set_vcpus, set_memory: the domain is re-adopted as it is', async () => {
+    const id = await addVm(w.api, { vcpus: { max: 2 } });
+    await opOk(w.api, 'VM.start', { id });
+    const domid = (await w.api.call('VM.stat', { id })).state.domid;
+    for (const [method, params] of [
+      ['VM.pause', { id }],
+      ['VM.unpause', { id }],
+      ['VM.set_vcpus', { id, online: 1 }],
+      ['VM.set_memory', { id, target_mib: 32 }],
+    ] as const) {
+      assert.equal(await killAt(method, params, 0), true, method);
+      assert.equal((await w.api.call('VM.stat', { id })).state.domid, domid, `${method}: same domain after restart`);
+      await opOk(w.api, method, params);
+    }
+    await opOk(w.api, 'VM.shutdown', { id, mode: 'hard' });
+    await assertNoLeak(w, baseline);
+  });
+
+  test('killed inside a device wait, then restarted: the half-built domain is removed', async () => {
+    const id = await addVm(w.api, { vbds: [{ device: 'xvda', path: w.disk }] });
+    await w.control.call('backend.fault', { path: '/local/domain/0/backend/vbd', mode: 'hang' });
+    try {
+      await w.api.call('VM.start', { id });
+      await until(async () => (await w.control.call('status', {})).domains.some((d) => d.handle === id), 5000, 'domain created');
+      await new Promise((r) => setTimeout(r, 200));
+      await w.daemon.kill();
+    } finally {
+      await w.control.call('backend.fault', { path: '/local/domain/0/backend/vbd', mode: 'none' });
+    }
+    await w.restartDaemon();
+    await idle(w);
+    assert.equal(await power(w.api, id), 'halted');
+    await assertNoLeak(w, baseline);
+  });
+
+  test('a guest that crashes while the daemon is down gets its on_crash action after restart', async () => {
+    const id = await addVm(w.api, { on_crash: 'restart' });
+    await opOk(w.api, 'VM.start', { id });
+    const d = (await w.api.call('VM.stat', { id })).state.domid as number;
+    await until(async () => (await w.control.call('status', {})).domains.some((x) => x.domid === d && x.guest?.phase === 'up'), 10_000, 'guest up');
+    await w.daemon.kill();
+    await w.control.call('guest.fault', { fault: 'crash', domid: d });
+    await w.restartDaemon();
+    await until(async () => {
+      const s = await w.api.call('VM.stat', { id });
+      return s.state.power_state === 'running' && s.state.domid !== d;
+    }, 10_000, 'restarted after crash');
+    await idle(w);
+    await assertConsistent(w);
+    await opOk(w.api, 'VM.shutdown', { id, mode: 'hard' });
+    await assertNoLeak(w, baseline);
+  });
+});
