@@ -168,7 +168,8 @@ export class TaskEngine {
     const entry = new TaskEntry(this, id, level, work as TaskWork, this.logger);
     this.tasks.set(id, entry);
     this.announce(id);
-    const runGlobal = () => queues.global.add(() => this.execute(entry));
+    const runGlobal = () =>
+      queues.global.add(() => this.execute(entry)).catch((err: unknown) => entry.logger.error({ err }, 'task engine fault'));
     if (work.vm === undefined) {
       void runGlobal();
     } else {
