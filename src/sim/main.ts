@@ -41,7 +41,14 @@ function intOption(name: string, raw: string | undefined, min: number, max: numb
 
 class UsageError extends Error {}
 
-export async function main(argv: string[]): Promise<number> {
+/** Where usage and help go; tests pass their own. */
+export interface MainIo {
+  out: (text: string) => void;
+  err: (text: string) => void;
+}
+const processIo: MainIo = { out: (t) => void process.stdout.write(t), err: (t) => void process.stderr.write(t) };
+
+export async function main(argv: string[], io: MainIo = processIo): Promise<number> {
   let values;
   try {
     ({ values } = parseArgs({
@@ -61,11 +68,11 @@ export async function main(argv: string[]): Promise<number> {
       allowPositionals: false,
     }));
   } catch (err) {
-    process.stderr.write(`xenopsd-ng sim-host: ${(err as Error).message}\n${HELP}`);
+    io.err(`xenopsd-ng sim-host: ${(err as Error).message}\n${HELP}`);
     return 2;
   }
   if (values.help) {
-    process.stdout.write(HELP);
+    io.out(HELP);
     return 0;
   }
   let opts;
@@ -85,7 +92,7 @@ export async function main(argv: string[]): Promise<number> {
     };
   } catch (err) {
     if (!(err instanceof UsageError)) throw err;
-    process.stderr.write(`xenopsd-ng sim-host: ${err.message}\n${HELP}`);
+    io.err(`xenopsd-ng sim-host: ${err.message}\n${HELP}`);
     return 2;
   }
 

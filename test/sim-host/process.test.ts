@@ -7,26 +7,37 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { startSimHost } from '../support/simhost.js';
 import { SimControlClient } from '../../src/sim/control/client.js';
+import { main } from '../../src/sim/main.js';
 
 const REPO = resolve(import.meta.dirname, '..', '..');
 const bin = (args: string[]) =>
   spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/xenopsd-ng.ts', ...args], { cwd: REPO, encoding: 'utf8', timeout: 20_000 });
 
-test('--help names the sockets and options it really has', () => {
-  const r = bin(['sim-host', '--help']);
+async function simHostMain(...args: string[]): Promise<{ status: number; stdout: string; stderr: string }> {
+  let stdout = '';
+  let stderr = '';
+  const status = await main(args, { out: (t) => void (stdout += t), err: (t) => void (stderr += t) });
+  return { status, stdout, stderr };
+}
+
+test('--help names the sockets and options it really has', async () => {
+  const r = await simHostMain('--help');
   assert.equal(r.status, 0);
   for (const word of ['xenstored.sock', 'hypervisor.sock', 'control.sock', '--memory-mib', '--pcpus', '--boot-delay-ms', '"ready":true']) {
     assert.ok(r.stdout.includes(word), `help mentions ${word}`);
   }
 });
 
-test('bad arguments are usage errors (exit 2) naming what is wrong', () => {
-  const r = bin(['sim-host']);
+test('bad arguments are usage errors (exit 2) naming what is wrong', async () => {
+  const r = await simHostMain();
   assert.equal(r.status, 2);
   assert.match(r.stderr, /--dir DIR is required/);
-  const r2 = bin(['sim-host', '--dir', '/tmp/x', '--memory-mib', 'lots']);
+  const r2 = await simHostMain('--dir', '/tmp/x', '--memory-mib', 'lots');
   assert.equal(r2.status, 2);
   assert.match(r2.stderr, /--memory-mib must be an integer/);
+  const r3 = await simHostMain('--dir', '/tmp/x', '--frobnicate');
+  assert.equal(r3.status, 2);
+  assert.match(r3.stderr, /frobnicate/);
 });
 
 test('ready line, a second host on the same DIR is refused, SIGTERM removes sockets and lock', async () => {

@@ -1,7 +1,7 @@
 // The sim host's pure pieces: CLI parsing, fault matching, path and state parsing, control frames.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { parseCommand, formatStatus } from '../../src/sim/cli.js';
+import { parseCommand, formatStatus, main as simMain } from '../../src/sim/cli.js';
 import { BackendFaults } from '../../src/sim/backends/faults.js';
 import { parseBackendPath } from '../../src/sim/backends/device.js';
 import { parseState, parseU32 } from '../../src/sim/backends/xenbus.js';
@@ -71,4 +71,16 @@ test('control frames: split anywhere, undecodable bodies reported in place, over
   const big = Buffer.alloc(4);
   big.writeUInt32BE(MAX_FRAME + 1);
   assert.throws(() => new FrameReader().push(big), ControlFrameError);
+});
+
+test('sim --help lists every subcommand; no --dir is a usage error', async () => {
+  let out = '';
+  let err = '';
+  const io = { out: (t: string) => void (out += t), err: (t: string) => void (err += t) };
+  assert.equal(await simMain(['--help'], io), 0);
+  for (const w of ['status', 'ignore-shutdown', 'crash', 'boot-delay', 'backend fail', 'backend hang', 'hypercall fail', 'xenstored latency', 'host memory', 'dirty-rate', 'faults clear', 'kill']) {
+    assert.ok(out.includes(w), `help mentions ${w}`);
+  }
+  assert.equal(await simMain(['status'], io), 2);
+  assert.match(err, /--dir DIR is required/);
 });

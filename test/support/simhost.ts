@@ -55,6 +55,9 @@ export async function startSimHost(opts: SimHostOptions = {}): Promise<SimHostHa
   });
   const exited = new Promise<number | string>((res) => child.once('exit', (code, sig) => res(code ?? sig ?? 'unknown')));
 
+  const cleanup = (): void => {
+    if (ownDir) rmSync(dir, { recursive: true, force: true });
+  };
   const ready = await new Promise<Record<string, unknown>>((res, rej) => {
     let out = '';
     const timer = setTimeout(() => {
@@ -77,11 +80,12 @@ export async function startSimHost(opts: SimHostOptions = {}): Promise<SimHostHa
       clearTimeout(timer);
       rej(new Error(`sim host exited (${code}) before ready; stderr:\n${stderr}`));
     });
+  }).catch(async (err: unknown) => {
+    await exited;
+    cleanup();
+    throw err;
   });
 
-  const cleanup = (): void => {
-    if (ownDir) rmSync(dir, { recursive: true, force: true });
-  };
   const terminate = async (signal: NodeJS.Signals): Promise<void> => {
     if (child.exitCode === null && child.signalCode === null) child.kill(signal);
     const t = setTimeout(() => child.kill('SIGKILL'), 5000);

@@ -1,4 +1,4 @@
-// netback plus the `vif-bridge` hotplug script: the bridge must be named; the frontend must offer rx-copy.
+// netback plus the vif hotplug scripts: vif-bridge needs a bridge named; the frontend must offer rx-copy.
 import { HotplugError, type BackendKind, type KeyReader } from './kind.js';
 import { XS_STATE, parseU32 } from './xenbus.js';
 
@@ -26,8 +26,11 @@ export const vifKind: BackendKind = {
   },
 
   async hotplug(be: KeyReader) {
+    // vif-route and vif-nat need no bridge; vif-bridge (the default script) does.
+    const script = (await be('script')) ?? '';
+    const routed = /\/vif-(route|nat)$/.test(script);
     const bridge = (await be('bridge')) ?? '';
-    if (bridge.trim() === '') throw new HotplugError('no bridge named in the backend (bridge key empty or missing)');
+    if (!routed && bridge.trim() === '') throw new HotplugError('no bridge named in the backend (bridge key empty or missing)');
     const mac = await be('mac');
     if (mac !== undefined && !MAC.test(mac)) throw new HotplugError(`bad mac address ${JSON.stringify(mac)}`);
     return { 'hotplug-status': 'connected' };
