@@ -23,7 +23,9 @@ export class Connection {
   nextTxId = 0;
   /** The transaction of the request being processed (set only while processing it). */
   transaction: Transaction | null = null;
+  /** No more requests are processed nor replies queued. */
   closed = false;
+  private transportClosed = false;
 
   private pending: Buffer | undefined;
   private out: Buffer[] = [];
@@ -136,7 +138,7 @@ export class Connection {
   }
 
   write(data: Buffer): void {
-    if (!this.closed) this.sink.write(data);
+    if (!this.transportClosed) this.sink.write(data);
   }
 
   /** Drops queued output (ignore_connection frees buffered data). */
@@ -147,9 +149,10 @@ export class Connection {
   }
 
   closeTransport(): void {
-    if (this.closed) return;
     this.closed = true;
     this.pending = undefined;
+    if (this.transportClosed) return;
+    this.transportClosed = true;
     this.sink.close();
   }
 }
