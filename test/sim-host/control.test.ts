@@ -142,6 +142,16 @@ async function simCli(...args: string[]): Promise<{ status: number; stdout: stri
   return { status, stdout, stderr };
 }
 
+test('status does not consume a hypercall fault meant for the daemon', async () => {
+  await ctl.call('hypercall.fault', { call: 'getDomainInfoList', errno: 'EAGAIN', times: 1 });
+  await ctl.call('hypercall.fault', { call: 'physinfo', errno: 'EIO' });
+  const st = await ctl.call('status');
+  const byCall = (a: { call: string }, b: { call: string }) => a.call.localeCompare(b.call);
+  assert.deepEqual(st.faults.hypercalls.sort(byCall), [{ call: 'getDomainInfoList', errno: 'EAGAIN', times: 1 }, { call: 'physinfo', errno: 'EIO' }]);
+  assert.equal((await ctl.call('status')).faults.hypercalls.length, 2);
+  await ctl.call('faults.clear', {});
+});
+
 test('sim CLI: faults through the command line, usage errors exit 2, an absent host exits 1', async () => {
   const sim = simCli;
   let r = await sim('backend', 'fail', '/local/domain/0/backend/vbd/9', 'disk on fire', '--dir', host.dir);
