@@ -69,6 +69,7 @@ export class Channel {
   /** Bumped on every (re)connection; transactions remember the generation they were opened in. */
   generation = 0;
   private connectedAt = 0;
+  private closedReason = 'client is closed';
   private lastDelay = 0;
 
   constructor(private readonly opts: ChannelOptions) {}
@@ -96,7 +97,7 @@ export class Channel {
     opts: CallOptions | undefined,
     parse?: (payload: Buffer) => T,
   ): Promise<T> {
-    if (this.closing) return Promise.reject(new XsConnectionError(op, path, 'client is closed'));
+    if (this.closing) return Promise.reject(new XsConnectionError(op, path, this.closedReason));
     const signal = opts?.signal;
     if (signal?.aborted) return Promise.reject(abortReason(signal));
     if (txGeneration !== 0 && txGeneration !== this.generation) {
@@ -259,6 +260,7 @@ export class Channel {
     if (this.opts.reconnect === false) {
       this.failAll('connection to xenstored lost');
       this.closing = true;
+      this.closedReason = 'connection to xenstored lost (reconnection disabled)';
       this.opts.onClosed(new Error(`connection to xenstored at ${this.opts.describe} lost`));
       return;
     }
