@@ -79,6 +79,7 @@ export interface Task {
   progress: number;
   error?: { code: number; message: string; data?: { name: string; [k: string]: unknown } };
   result?: unknown;
+  finished?: string;
   subtasks: Array<{ name: string; state: string }>;
 }
 

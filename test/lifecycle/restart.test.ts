@@ -65,8 +65,11 @@ describe('daemon restart', { timeout: 300_000 }, () => {
 
   test('killed at each boundary of a clean VM.shutdown and of VM.reboot', async () => {
     const id = await addVm(w.api, { vifs: [{}] });
+    // Every boundary of the shutdown; for the reboot (shutdown + start: 18) a sample across both halves, then one
+    // run past the end (not killed), to keep the suite short.
+    const plan: Record<string, number[]> = { 'VM.shutdown': [0, 1, 2, 3], 'VM.reboot': [0, 2, 3, 6, 10, 14, 17, 40] };
     for (const method of ['VM.shutdown', 'VM.reboot']) {
-      for (let at = 0; at < 40; at++) {
+      for (const at of plan[method]!) {
         if ((await power(w.api, id)) !== 'running') await opOk(w.api, 'VM.start', { id });
         const killed = await killAt(method, { id, timeout_s: 10 }, at);
         const p = await power(w.api, id);
