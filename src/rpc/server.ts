@@ -184,6 +184,16 @@ export async function createApiServer(options: ApiServerOptions): Promise<ApiSer
   }
 
   const server = createServer({ keepAliveTimeout: 65_000, requestTimeout: 0, headersTimeout: 60_000 }, onRequest);
+  // `Expect: 100-continue` (curl sends it for big bodies): refuse an oversized body before the client sends it.
+  server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
+    const declared = Number(req.headers['content-length'] ?? -1);
+    if (declared > maxBody) {
+      tooLarge(req, res, (req.headers['content-type'] ?? '').startsWith(MSGPACK), true);
+      return;
+    }
+    res.writeContinue();
+    onRequest(req, res);
+  });
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
     if (err.code === 'ECONNRESET' || !socket.writable) {
       socket.destroy();

@@ -139,6 +139,8 @@ export class TaskEngine {
   private readonly updates?: { add(kind: 'task', id: string): void };
   private readonly gcTimer: NodeJS.Timeout;
   private cancelTrigger: CancelTrigger | null = null;
+  /** Tasks that took more than 1 s to end after a cancel (each is also logged as a warning). */
+  slowCancels = 0;
   /** Test hook: called at every cancel point of every task. */
   onCancelPoint?: (info: { taskId: string; point: number; atom: string; method: string; vm?: string }) => void;
 
@@ -301,7 +303,17 @@ export class TaskEngine {
     const entry = this.require(id);
     if (isFinished(entry.record.state)) return;
     entry.logger.info('cancel requested');
-    if (!entry.controller.signal.aborted) entry.controller.abort(Errors.cancelled());
+    if (!entry.controller.signal.aborted) {
+      entry.controller.abort(Errors.cancelled());
+      // The contract is an end within 1 s; a task that takes longer has a wait that ignores its signal: say so.
+      const watchdog = setTimeout(() => {
+        if (isFinished(entry.record.state)) return;
+        this.slowCancels++;
+        entry.logger.warn('task did not end within 1 s of its cancel: some wait ignores ctx.signal');
+      }, 1000);
+      watchdog.unref();
+      void entry.done.then(() => clearTimeout(watchdog));
+    }
     if (entry.record.state === 'pending') {
       entry.finish('cancelled', {});
       this.finished(entry);

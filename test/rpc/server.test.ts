@@ -260,6 +260,15 @@ describe('API server', () => {
       sock.on('close', () => resolve(got));
     });
     assert.match(c, /^HTTP\/1\.1 413/);
+    // With Expect: 100-continue the body is refused before the client sends it.
+    const d = await new Promise<string>((resolve) => {
+      const sock = connect(S, () => sock.write('POST /v1 HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 2000000\r\n\r\n'));
+      let got = '';
+      sock.on('data', (data) => (got += data.toString()));
+      sock.on('close', () => resolve(got));
+    });
+    assert.match(d, /^HTTP\/1\.1 413/);
+    assert.doesNotMatch(d, /100 Continue/);
     assert.equal(calls.add, 0, 'VM.add never ran');
     assert.equal((await rpc(S, 'API.version')).result.api, '1.0');
   });

@@ -117,6 +117,19 @@ test('cancel of a running task in a wait is honoured at once (well within 1 s)',
   e.close();
 });
 
+test('a task that ignores its cancel for over 1 s is counted and logged', async () => {
+  const lines: string[] = [];
+  const e = new TaskEngine({ logger: pino({ level: 'warn' }, { write: (l: string) => void lines.push(l) }) });
+  const id = e.submit({ method: 'VM.op', vm: 'a', run: () => new Promise((r) => setTimeout(r, 1300)) });
+  await sleep(10);
+  e.cancel(id);
+  const r = await e.wait(id);
+  assert.equal(r.state, 'completed', 'it finished its work despite the cancel: its state says what happened');
+  assert.equal(e.slowCancels, 1);
+  assert.ok(lines.some((l) => /did not end within 1 s/.test(l) && l.includes(id)));
+  e.close();
+});
+
 test('a failing task keeps its ApiError; any other error becomes INTERNAL', async () => {
   const e = engine();
   const a = e.submit({ method: 'VM.op', run: async () => { throw Errors.badPowerState('halted', ['running']); } });
