@@ -173,6 +173,33 @@ export function clientSuite(kind: ServerKind): void {
         assert.equal(await xs.tryRead('/t/tx/never'), undefined);
       });
 
+      it('keeps many requests in flight and matches every reply', async () => {
+        const n = 200;
+        await Promise.all(Array.from({ length: n }, (_, i) => xs.write(`/t/many/n${i}`, `value-${i}`)));
+        const values = await Promise.all(Array.from({ length: n }, (_, i) => xs.read(`/t/many/n${i}`)));
+        assert.deepEqual(values, Array.from({ length: n }, (_, i) => `value-${i}`));
+        const mixed = await Promise.all(
+          Array.from({ length: 60 }, (_, i) => (i % 3 === 0 ? xs.read(`/t/many/missing${i}`).catch((e: unknown) => (e as XsError).errno) : xs.read(`/t/many/n${i}`))),
+        );
+        mixed.forEach((v, i) => assert.equal(v, i % 3 === 0 ? 'ENOENT' : `value-${i}`));
+        await xs.rm('/t/many');
+      });
+
+      it('serialises concurrent read-modify-write transactions through EAGAIN retries', async () => {
+        await xs.write('/t/tx/shared', '0');
+        const workers = 6;
+        await Promise.all(
+          Array.from({ length: workers }, () =>
+            xs.transaction(async (tx) => {
+              const v = Number(await tx.read('/t/tx/shared'));
+              await new Promise((r) => setTimeout(r, 2)); // widen the window so they overlap
+              await tx.write('/t/tx/shared', String(v + 1));
+            }, { retries: 100 }),
+          ),
+        );
+        assert.equal(await xs.read('/t/tx/shared'), String(workers));
+      });
+
       it('delivers watch events: once on registration, then for changes at or below the path', async () => {
         const w = await xs.watch('/t/w', 'tok-w');
         assert.deepEqual(await nextEvent(w), { path: '/t/w', token: 'tok-w' });
