@@ -120,13 +120,13 @@ export function formatStatus(s: HostStatus): string {
     `sim host pid ${s.pid}, dir ${s.dir}, up ${(s.uptimeMs / 1000).toFixed(1)} s`,
     `memory: ${s.totalMib} MiB total, ${s.freeMib} MiB free (${s.freePages} of ${s.totalPages} pages of ${s.pageSize} bytes); ${s.pcpus} pcpus`,
     `domains: ${s.domains.length}`,
-    `  ${'domid'.padEnd(6)}${'state'.padEnd(10)}${'tot_pages'.padStart(10)}${'max_pages'.padStart(10)}  ${'vcpus'.padEnd(6)}${'cpu_s'.padStart(8)}  guest`,
+    `  ${'domid'.padEnd(6)}${'state'.padEnd(10)}${'tot_pages'.padStart(10)}${'max_pages'.padStart(10)}  ${'vcpus'.padEnd(6)}${'cpu_s'.padStart(8)}${'dirty/s'.padStart(9)}  guest`,
   ];
   for (const d of s.domains) {
     const state = d.state + (d.shutdownReason !== undefined ? `(${d.shutdownReason})` : '');
     const guest = d.guest ? `${d.guest.phase}${d.guest.ignoreShutdown ? ' ignoring-shutdown' : ''}` : '-';
     lines.push(
-      `  ${String(d.domid).padEnd(6)}${state.padEnd(10)}${String(d.totPages).padStart(10)}${String(d.maxPages).padStart(10)}  ${String(d.onlineVcpus).padEnd(6)}${(d.cpuTimeNs / 1e9).toFixed(2).padStart(8)}  ${guest}`,
+      `  ${String(d.domid).padEnd(6)}${state.padEnd(10)}${String(d.totPages).padStart(10)}${String(d.maxPages).padStart(10)}  ${String(d.onlineVcpus).padEnd(6)}${(d.cpuTimeNs / 1e9).toFixed(2).padStart(8)}${String(d.dirtyRate).padStart(9)}  ${guest}`,
     );
   }
   const backends = Object.entries(s.backends);

@@ -25,6 +25,8 @@ export interface SimHostOptions {
   /** How long a guest takes between a control/shutdown request and its shutdown hypercall. */
   shutdownDelayMs?: number;
   xenstoredLatencyMs?: number;
+  /** Pages per second each guest writes once up (default 0: idle guests). */
+  guestDirtyRate?: number;
   /** How long a destroyed domain stays dying. */
   destroyDelayMs?: number;
   log: Logger;
@@ -118,10 +120,12 @@ export class SimHost {
       isIntroduced: (domid) => xenstored.isIntroduced(domid),
       shutdownFromGuest: (domid, reason) => hv.shutdownFromGuest(domid, ShutdownReason[reason]),
       setBalloonTarget: (domid, kib) => hv.balloonFromGuest(domid, Math.max(1, Math.floor(kib / 4))),
+      setDirtyRate: (domid, pps) => hv.setDirtyRate(domid, pps),
     };
     const guests = new GuestManager(platform, {
       bootDelayMs: this.opts.bootDelayMs ?? 200,
       shutdownDelayMs: this.opts.shutdownDelayMs,
+      dirtyRate: this.opts.guestDirtyRate,
       log: log.child({ part: 'guests' }),
     });
     this.guests = guests;

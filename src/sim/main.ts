@@ -25,6 +25,7 @@ options:
   --shutdown-delay-ms N  time a guest takes to act on control/shutdown      (default 10)
   --destroy-delay-ms N   time a destroyed domain stays dying                (default 20)
   --xenstored-latency-ms N  delay added to every xenstored reply           (default 0)
+  --guest-dirty-rate N   pages per second each guest writes once booted     (default 0: idle guests)
   --log-level LEVEL      trace|debug|info|warn|error|silent                 (default info)
   -h, --help             show this help
 `;
@@ -61,6 +62,7 @@ export async function main(argv: string[], io: MainIo = processIo): Promise<numb
         'shutdown-delay-ms': { type: 'string' },
         'destroy-delay-ms': { type: 'string' },
         'xenstored-latency-ms': { type: 'string' },
+        'guest-dirty-rate': { type: 'string' },
         'log-level': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
@@ -88,6 +90,7 @@ export async function main(argv: string[], io: MainIo = processIo): Promise<numb
       shutdownDelayMs: intOption('shutdown-delay-ms', values['shutdown-delay-ms'], 0, 3_600_000),
       destroyDelayMs: intOption('destroy-delay-ms', values['destroy-delay-ms'], 0, 3_600_000),
       xenstoredLatencyMs: intOption('xenstored-latency-ms', values['xenstored-latency-ms'], 0, 60_000),
+      guestDirtyRate: intOption('guest-dirty-rate', values['guest-dirty-rate'], 0, 10_000_000),
       level,
     };
   } catch (err) {
@@ -129,6 +132,7 @@ export async function main(argv: string[], io: MainIo = processIo): Promise<numb
       shutdownDelayMs: opts.shutdownDelayMs,
       destroyDelayMs: opts.destroyDelayMs,
       xenstoredLatencyMs: opts.xenstoredLatencyMs,
+      guestDirtyRate: opts.guestDirtyRate,
       log,
       onKill: (hard) => {
         if (hard) {

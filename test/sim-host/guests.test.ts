@@ -160,6 +160,7 @@ test('hypercall faults (once and always), dirty rate, and domains outliving thei
   await hv.call('shadowControl', dom.domid, 'enable_logdirty');
   await hv.call('shadowControl', dom.domid, 'clean');
   await ctl.call('domain.dirtyRate', { domid: dom.domid, pagesPerSec: 2000 });
+  assert.equal((await ctl.call('status')).domains.find((d) => d.domid === dom.domid)?.dirtyRate, 2000);
   await new Promise((r) => setTimeout(r, 200));
   const peek = await hv.call<{ dirtyCount: number }>('shadowControl', dom.domid, 'peek');
   assert.ok(peek.dirtyCount > 50, `dirty pages after 200 ms at 2000/s: ${peek.dirtyCount}`);

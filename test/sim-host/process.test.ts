@@ -8,6 +8,8 @@ import { join, resolve } from 'node:path';
 import { startSimHost } from '../support/simhost.js';
 import { SimControlClient } from '../../src/sim/control/client.js';
 import { main } from '../../src/sim/main.js';
+import { HvClient } from './hvclient.js';
+import { connectXs, createDomain, until, waitFor } from './toolstack.js';
 
 const REPO = resolve(import.meta.dirname, '..', '..');
 const bin = (args: string[]) =>
@@ -63,15 +65,24 @@ test('ready line, a second host on the same DIR is refused, SIGTERM removes sock
   }
 });
 
-test('a lock left by a dead host is taken over', async () => {
+test('a lock left by a dead host is taken over; --guest-dirty-rate sets booted guests writing', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'xsim-stale-'));
   try {
     // A pid that cannot be alive (above the kernel's pid_max).
     writeFileSync(join(dir, 'sim-host.pid'), '99999999\n');
     writeFileSync(join(dir, 'control.sock'), 'stale');
-    const host = await startSimHost({ dir });
+    const host = await startSimHost({ dir, bootDelayMs: 0, args: ['--guest-dirty-rate', '1234'] });
     const c = await SimControlClient.connect(host.controlPath);
     assert.equal((await c.call('ping')).pid, host.pid);
+    const xs = await connectXs(host.xenstoredPath);
+    const hv = await HvClient.connect(host.hypervisorPath);
+    const dom = await createDomain(hv, xs);
+    assert.equal((await c.call('status')).domains.find((d) => d.domid === dom.domid)?.dirtyRate, 0, 'not before it boots');
+    await hv.call('unpause', dom.domid);
+    await waitFor(xs, `${dom.dompath}/data/updated`, (v) => v === '1');
+    await until(async () => ((await c.call('status')).domains.find((d) => d.domid === dom.domid)?.dirtyRate === 1234 ? true : undefined), 'dirty rate');
+    hv.close();
+    await xs.close();
     await c.close();
     await host.stop();
   } finally {

@@ -25,13 +25,13 @@ test('sim CLI words become control calls; bad words are usage errors', () => {
 test('sim status text shows states and every kind of fault', () => {
   const st: HostStatus = {
     pid: 1, dir: '/d', uptimeMs: 1500, pcpus: 8, pageSize: 4096, totalPages: 262144, freePages: 131072, totalMib: 1024, freeMib: 512,
-    domains: [{ domid: 3, handle: 'h', state: 'shutdown', shutdownReason: 1, totPages: 16384, maxPages: 16384, onlineVcpus: 1, cpuTimeNs: 2e9, guest: { phase: 'up', ignoreShutdown: true, frontends: {} } }],
+    domains: [{ domid: 3, handle: 'h', state: 'shutdown', shutdownReason: 1, totPages: 16384, maxPages: 16384, onlineVcpus: 1, cpuTimeNs: 2e9, dirtyRate: 300, guest: { phase: 'up', ignoreShutdown: true, frontends: {} } }],
     backends: { '/local/domain/0/backend/vbd/3/51712': { state: 4, hotplug: 'connected' } },
     faults: { backends: [{ path: '/local/domain/0/backend/vif', mode: 'hang' }], guests: [{ domid: '*', fault: 'slow-boot', delayMs: 900 }], xenstoredLatencyMs: 5, hypercalls: [{ call: 'unpause', errno: 'EBUSY' }] },
   };
   const text = formatStatus(st);
   assert.match(text, /1024 MiB total, 512 MiB free/);
-  assert.match(text, /3 +shutdown\(1\) +16384 +16384 +1 +2\.00 +up ignoring-shutdown/);
+  assert.match(text, /3 +shutdown\(1\) +16384 +16384 +1 +2\.00 +300 +up ignoring-shutdown/);
   assert.match(text, /state 4 \(Connected\) +hotplug connected/);
   for (const f of [/backend hang \/local\/domain\/0\/backend\/vif/, /guest all slow-boot 900 ms/, /hypercall unpause fails EBUSY always/, /xenstored latency 5 ms/]) assert.match(text, f);
 });

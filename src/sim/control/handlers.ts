@@ -52,6 +52,7 @@ export function controlHandlers(d: HandlerDeps): Record<string, ControlHandler> 
         maxPages: i.maxPages,
         onlineVcpus: i.onlineVcpus,
         cpuTimeNs: i.cpuTimeNs,
+        dirtyRate: d.hv.domainState(i.domid)?.dirtyRate ?? 0,
         ...(d.guests.status(i.domid) ? { guest: d.guests.status(i.domid) } : {}),
       }));
       const pagesPerMib = (1 << 20) / info.pageSize;

@@ -27,6 +27,8 @@ export interface DomainStatus {
   maxPages: number;
   onlineVcpus: number;
   cpuTimeNs: number;
+  /** Pages per second the guest writes while running. */
+  dirtyRate: number;
   guest?: GuestStatus;
 }
 

@@ -17,6 +17,8 @@ export interface GuestPlatform {
   shutdownFromGuest(domid: number, reason: ShutdownReasonName): void | Promise<void>;
   /** The balloon driver gave memory back or took more: the domain's tot_pages follow (if the model can). */
   setBalloonTarget?(domid: number, targetKib: number): void | Promise<void>;
+  /** The guest's workload starts writing its memory at this many pages per second. */
+  setDirtyRate?(domid: number, pagesPerSecond: number): void | Promise<void>;
 }
 
 export interface GuestOptions {
@@ -24,6 +26,8 @@ export interface GuestOptions {
   /** Time the guest takes to shut down once asked. */
   shutdownDelayMs: number;
   ignoreShutdown: boolean;
+  /** Pages per second the guest writes once up (0: an idle guest, whose untouched pages cost nothing). */
+  dirtyRate: number;
   log: Logger;
 }
 
@@ -151,7 +155,9 @@ export class PvGuest {
     await this.follow(`${dp}/control/shutdown`, () => this.onShutdownRequest());
     await this.follow(`${dp}/memory/target`, () => this.onMemoryTarget());
     await this.follow(`${dp}/device`, (path) => this.onDeviceEvent(path));
-    if (!this.stopped) this.phase = 'up';
+    if (this.stopped) return;
+    if (this.opts.dirtyRate > 0) await this.platform.setDirtyRate?.(this.domid, this.opts.dirtyRate);
+    this.phase = 'up';
     this.log.info('guest up');
   }
 

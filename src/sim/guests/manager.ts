@@ -7,6 +7,8 @@ import type { GuestStatus } from '../control/protocol.js';
 export interface GuestManagerOptions {
   bootDelayMs: number;
   shutdownDelayMs?: number;
+  /** Pages per second every guest writes once up (default 0). */
+  dirtyRate?: number;
   log: Logger;
 }
 
@@ -34,6 +36,8 @@ export class GuestManager {
       bootDelayMs: resumed ? 0 : (this.bootDelay.get(domid) ?? this.bootDelay.get('*') ?? this.opts.bootDelayMs),
       shutdownDelayMs: this.opts.shutdownDelayMs ?? 10,
       ignoreShutdown: this.ignoreShutdown.get(domid) ?? this.ignoreShutdown.get('*') ?? false,
+      // A resumed guest's workload never stopped: its rate is still set in the model.
+      dirtyRate: resumed ? 0 : (this.opts.dirtyRate ?? 0),
       log: this.opts.log,
     });
     this.guests.set(domid, guest);
