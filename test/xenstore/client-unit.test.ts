@@ -11,6 +11,7 @@ import { buildFrame, parseDirectoryPart, replyStrings } from '../../src/xenstore
 import { XsError, XsTimeoutError, type Watch, type WatchEvent } from '../../src/xenstore/types.js';
 import { MsgType } from '../../src/xenstore/wire.js';
 import { FakeXenstored } from './fake-xenstored.js';
+import { WatchStream } from '../../src/xenstore/watch-stream.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'xs-unit-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -61,6 +62,37 @@ describe('frame codec', () => {
     const empty = parseDirectoryPart(Buffer.from('5\0\0'), 'd', '/');
     assert.deepEqual(empty, { generation: '5', children: [], done: true, bytes: 1 });
     assert.deepEqual(replyStrings(Buffer.from('x\0y')), ['x', 'y']);
+  });
+});
+
+describe('watch stream', () => {
+  it('queues events until read, drops the oldest past its bound, and surfaces an error after queued events', async () => {
+    let unregistered = 0;
+    const w = new WatchStream('/p', 't', async () => void unregistered++, 3);
+    for (let i = 0; i < 5; i++) w.push({ path: `/p/${i}`, token: 't' });
+    assert.equal(w.dropped, 2);
+    w.end(new Error('gone'));
+    const it = w[Symbol.asyncIterator]();
+    assert.equal((await it.next()).value?.path, '/p/2');
+    assert.equal((await it.next()).value?.path, '/p/3');
+    assert.equal((await it.next()).value?.path, '/p/4');
+    await assert.rejects(it.next(), /gone/);
+    assert.equal((await it.next()).done, true);
+    assert.equal(unregistered, 0, 'ended by the transport, not closed by the user');
+  });
+
+  it('wakes a waiting reader and unregisters once on close', async () => {
+    let unregistered = 0;
+    const w = new WatchStream('/p', 't', async () => void unregistered++);
+    const it = w[Symbol.asyncIterator]();
+    const waiting = it.next();
+    w.push({ path: '/p/x', token: 't' });
+    assert.equal((await waiting).value?.path, '/p/x');
+    const ending = it.next();
+    await w.close();
+    await w.close();
+    assert.equal((await ending).done, true);
+    assert.equal(unregistered, 1);
   });
 });
 
