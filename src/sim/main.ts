@@ -27,6 +27,7 @@ options:
   --xenstored-latency-ms N  delay added to every xenstored reply           (default 0)
   --guest-dirty-rate N   pages per second each guest writes once booted     (default 0: idle guests)
   --log-level LEVEL      trace|debug|info|warn|error|silent                 (default info)
+  --exit-on-stdin-close  stop when stdin reaches end of file (a test harness that dies takes its host along)
   -h, --help             show this help
 `;
 
@@ -64,6 +65,7 @@ export async function main(argv: string[], io: MainIo = processIo): Promise<numb
         'xenstored-latency-ms': { type: 'string' },
         'guest-dirty-rate': { type: 'string' },
         'log-level': { type: 'string' },
+        'exit-on-stdin-close': { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
       },
       strict: true,
@@ -99,7 +101,10 @@ export async function main(argv: string[], io: MainIo = processIo): Promise<numb
     return 2;
   }
 
-  const log = pino({ level: opts.level, name: 'sim-host', base: { pid: process.pid } }, pino.destination(2));
+  const logDest = pino.destination(2);
+  // A reader of our stderr that went away must not take the host (and its domains) down with it.
+  logDest.on('error', () => undefined);
+  const log = pino({ level: opts.level, name: 'sim-host', base: { pid: process.pid } }, logDest);
   await mkdir(opts.dir, { recursive: true });
   const lockPath = join(opts.dir, 'sim-host.pid');
   const lock = await takeLock(lockPath);
@@ -151,6 +156,11 @@ export async function main(argv: string[], io: MainIo = processIo): Promise<numb
   }
   process.once('SIGTERM', () => void stop('SIGTERM', 0));
   process.once('SIGINT', () => void stop('SIGINT', 0));
+  if (values['exit-on-stdin-close']) {
+    process.stdin.on('data', () => undefined);
+    process.stdin.once('end', () => void stop('stdin closed', 0));
+    process.stdin.once('error', () => void stop('stdin closed', 0));
+  }
   process.on('uncaughtException', (err) => log.error({ err }, 'uncaught exception (kept running)'));
   process.on('unhandledRejection', (err) => log.error({ err }, 'unhandled rejection (kept running)'));
 

@@ -45,8 +45,9 @@ export async function startSimHost(opts: SimHostOptions = {}): Promise<SimHostHa
   if (opts.memoryMib !== undefined) args.push('--memory-mib', String(opts.memoryMib));
   if (opts.pcpus !== undefined) args.push('--pcpus', String(opts.pcpus));
   if (opts.bootDelayMs !== undefined) args.push('--boot-delay-ms', String(opts.bootDelayMs));
-  args.push(...(opts.args ?? []));
-  const child = spawn(process.execPath, args, { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
+  // If this test process dies, the host's stdin closes and it stops instead of lingering.
+  args.push('--exit-on-stdin-close', ...(opts.args ?? []));
+  const child = spawn(process.execPath, args, { cwd: REPO, stdio: ['pipe', 'pipe', 'pipe'] });
   let stderr = '';
   child.stderr!.on('data', (c: Buffer) => {
     stderr += c.toString();
