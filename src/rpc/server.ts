@@ -21,23 +21,33 @@ const JSON_TYPE = 'application/json';
  *  beyond that the connection is closed after answering. */
 const DRAIN_FACTOR = 8;
 
+
 class Scope implements RequestScope {
   private controller?: AbortController;
   private child?: Logger;
   constructor(
     private readonly res: ServerResponse,
     private readonly base: Logger,
+    private readonly waiting: Set<Scope>,
   ) {}
   get signal(): AbortSignal {
     if (!this.controller) {
       const controller = new AbortController();
       this.controller = controller;
-      this.res.once('close', () => controller.abort());
+      this.waiting.add(this);
+      this.res.once('close', () => {
+        this.waiting.delete(this);
+        controller.abort();
+      });
     }
     return this.controller.signal;
   }
   get logger(): Logger {
     return (this.child ??= this.base.child({ component: 'rpc' }));
+  }
+  /** Ends the handler's waits (the server is closing): long-polls answer with what they have. */
+  abort(): void {
+    this.controller?.abort();
   }
 }
 
@@ -60,6 +70,9 @@ export async function createApiServer(options: ApiServerOptions): Promise<ApiSer
     openrpc,
   });
   const packr = new Packr({ useRecords: false, mapsAsObjects: true });
+  const waiting = new Set<Scope>();
+  /** Set by close(): answers carry Connection: close so keep-alive connections end after their request. */
+  let stopping = false;
 
   function send(res: ServerResponse, status: number, body: unknown, msgpack: boolean, close = false): void {
     let payload: Buffer | string;
@@ -76,7 +89,7 @@ export async function createApiServer(options: ApiServerOptions): Promise<ApiSer
       'Content-Type': msgpack ? MSGPACK : JSON_TYPE,
       'Content-Length': typeof payload === 'string' ? Buffer.byteLength(payload) : payload.length,
     };
-    if (close) headers.Connection = 'close';
+    if (close || stopping) headers.Connection = 'close';
     res.writeHead(status, headers);
     res.end(payload);
   }
@@ -140,11 +153,11 @@ export async function createApiServer(options: ApiServerOptions): Promise<ApiSer
         send(res, 200, errorBody(RPC_PARSE_ERROR, `parse error: ${(err as Error).message}`, {}), msgpack);
         return;
       }
-      dispatcher.handle(message, new Scope(res, logger)).then(
+      dispatcher.handle(message, new Scope(res, logger, waiting)).then(
         (response) => {
           if (res.writableEnded || res.destroyed) return;
           if (response === null) {
-            res.writeHead(204);
+            res.writeHead(204, stopping ? { Connection: 'close' } : {});
             res.end();
           } else send(res, 200, response, msgpack);
         },
@@ -236,11 +249,18 @@ export async function createApiServer(options: ApiServerOptions): Promise<ApiSer
   return {
     socketPath,
     openrpc,
-    close() {
+    close(graceMs = 2000) {
       closing ??= new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
+        stopping = true;
+        const force = setTimeout(() => server.closeAllConnections(), graceMs);
+        force.unref();
+        server.close(() => {
+          clearTimeout(force);
+          resolve();
+        });
         removeSocketIfOurs(socketPath, identity);
+        for (const scope of waiting) scope.abort();
+        server.closeIdleConnections();
       });
       return closing;
     },

@@ -35,6 +35,9 @@ export interface ApiServer {
   readonly socketPath: string;
   /** The OpenRPC document served at GET /v1/openrpc.json and by rpc.discover. */
   readonly openrpc: Record<string, unknown>;
-  /** Stop listening, end open connections (long-polls included), remove the socket file. */
-  close(): Promise<void>;
+  /**
+   * Stop listening and remove the socket file; requests in flight get their answers (long-polls answer at once with
+   * what they have), then connections close. Connections still open after graceMs (default 2000) are cut.
+   */
+  close(graceMs?: number): Promise<void>;
 }

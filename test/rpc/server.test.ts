@@ -388,6 +388,39 @@ describe('API server socket handling', () => {
     }
   });
 
+  test('close: requests in flight get their answers, long-polls answer at once, then it resolves promptly', async () => {
+    const tmp = tempSocketDir();
+    const updates = new UpdatesLog();
+    try {
+      const s = await createApiServer({
+        socketPath: tmp.socketPath,
+        logger: quietLogger(),
+        version: '0',
+        methods: {
+          ...updatesMethods(updates),
+          'API.version': async () => {
+            await new Promise((r) => setTimeout(r, 200));
+            return { api: '1.0', daemon: '0', backend: 'sim' };
+          },
+        },
+      });
+      const agent = new Agent({ keepAlive: true });
+      const slow = http(tmp.socketPath, JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'API.version' }), { agent });
+      const poll = http(tmp.socketPath, JSON.stringify({ jsonrpc: '2.0', id: 2, method: 'UPDATES.get', params: { from: updates.head, timeout_s: 60 } }), { agent });
+      while (updates.waiting === 0) await new Promise((r) => setTimeout(r, 5));
+      const t0 = Date.now();
+      await s.close();
+      const elapsed = Date.now() - t0;
+      assert.equal((await slow).body.result.api, '1.0');
+      assert.deepEqual((await poll).body.result.updates, []);
+      assert.ok(elapsed < 1500, `close took ${elapsed} ms`);
+      assert.throws(() => statSync(tmp.socketPath), /ENOENT/);
+      agent.destroy();
+    } finally {
+      tmp.cleanup();
+    }
+  });
+
   test('a handler for a method the API does not declare is refused at start', async () => {
     const tmp = tempSocketDir();
     try {
