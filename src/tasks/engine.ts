@@ -44,6 +44,8 @@ class TaskEntry implements TaskHandle {
   cancelPoints = 0;
   /** Subtask of the parent that mirrors this task's state (spawned tasks). */
   parentSubtask?: Subtask;
+  /** Tasks this one spawned: cancelling this one cancels them. */
+  readonly children: TaskEntry[] = [];
   private resolveDone!: () => void;
   readonly done = new Promise<void>((resolve) => (this.resolveDone = resolve));
 
@@ -94,6 +96,7 @@ class TaskEntry implements TaskHandle {
   spawn(work: Omit<TaskWork, 'level'>): string {
     const id = this.engine.submit({ ...work, level: this.level + 1 });
     const child = this.engine.entry(id)!;
+    this.children.push(child);
     child.parentSubtask = this.addSubtask(`${work.method}:${id}`);
     child.parentSubtask.state = child.record.state;
     return id;
@@ -298,7 +301,7 @@ export class TaskEngine {
   }
 
   /** Ask a task to stop. A queued task ends cancelled at once; a running one when its code reaches a cancel point or
-   *  wait (within 1 s by contract). No-op on a finished task. */
+   *  wait (within 1 s by contract). Tasks it spawned are cancelled too. No-op on a finished task. */
   cancel(id: string): void {
     const entry = this.require(id);
     if (isFinished(entry.record.state)) return;
@@ -318,6 +321,8 @@ export class TaskEngine {
       entry.finish('cancelled', {});
       this.finished(entry);
     }
+    // Work spawned for this task has no one to wait for it any more.
+    for (const child of entry.children) if (this.tasks.get(child.id) === child) this.cancel(child.id);
   }
 
   /** Forget a finished task. */

@@ -230,6 +230,26 @@ test('levels: a task waits for work it spawned one level down, even with one slo
   e.close();
 });
 
+test('levels: cancelling a task cancels the work it spawned', async () => {
+  const e = engine({ concurrency: [2, 2] });
+  let child = '';
+  const parent = e.submit({
+    method: 'VM.migrate',
+    vm: 'v',
+    run: async (ctx) => {
+      child = ctx.spawn({ method: 'VM.receive', vm: 'v', run: (c) => c.sleep(60_000) });
+      await ctx.waitTask(child);
+    },
+  });
+  while (!child || e.stat(child).state !== 'running') await sleep(2);
+  e.cancel(parent);
+  const [p, c] = await Promise.all([e.wait(parent, 2), e.wait(child, 2)]);
+  assert.equal(p.state, 'cancelled');
+  assert.equal(c.state, 'cancelled');
+  assert.equal(p.subtasks[0]!.state, 'cancelled');
+  e.close();
+});
+
 test('levels: waiting for a task of the same or an upper level is refused (it could deadlock)', async () => {
   const e = engine({ concurrency: [4, 4] });
   const other = e.submit({ method: 'VM.op', vm: 'x', run: (ctx) => ctx.sleep(50) });
