@@ -62,6 +62,7 @@ export class Channel {
   private flushScheduled = false;
   private timer: NodeJS.Timeout | undefined;
   private timerAt = Infinity;
+  private timerRefed = false;
   private closing = false;
   private reconnecting = false;
   /** TRANSACTION_START requests abandoned (timeout/abort) whose transaction must be ended if it was created. */
@@ -116,6 +117,10 @@ export class Channel {
       }
       this.pending.set(reqId, p);
       if (deadline < this.timerAt) this.armTimer(deadline);
+      else if (!this.timerRefed) {
+        this.timer!.ref();
+        this.timerRefed = true;
+      }
       if (this.stream) {
         p.sent = true;
         this.enqueue(frame);
@@ -151,6 +156,11 @@ export class Channel {
   private settle(p: Pending): void {
     this.pending.delete(p.reqId);
     if (p.onAbort) p.signal!.removeEventListener('abort', p.onAbort);
+    // An idle client must not hold the process open until a stale deadline (cheaper than clearing the timer).
+    if (this.pending.size === 0 && this.timerRefed) {
+      this.timer?.unref();
+      this.timerRefed = false;
+    }
   }
 
   private abandon(p: Pending, err: Error): void {
@@ -163,15 +173,21 @@ export class Channel {
   private armTimer(at: number): void {
     if (this.timer) clearTimeout(this.timer);
     this.timerAt = at;
-    // Not unref'd: an outstanding call keeps the process alive, as pending I/O does (an in-process Duplex holds no
-    // handle of its own).
+    // Referenced while calls are outstanding: they keep the process alive, as pending I/O does (an in-process
+    // Duplex holds no handle of its own).
     this.timer = setTimeout(this.onTimer, Math.max(0, at - Date.now()));
+    this.timerRefed = true;
+    if (this.pending.size === 0) {
+      this.timer.unref();
+      this.timerRefed = false;
+    }
   }
 
   /** One timer for all calls: expire what is due, re-arm for the earliest remaining deadline. */
   private onTimer = (): void => {
     this.timer = undefined;
     this.timerAt = Infinity;
+    this.timerRefed = false;
     const now = Date.now();
     let next = Infinity;
     for (const p of this.pending.values()) {
@@ -276,7 +292,7 @@ export class Channel {
     const stable = Date.now() - this.connectedAt >= STABLE_CONNECTION_MS;
     let delay = stable ? policy.minDelayMs : Math.min(Math.max(this.lastDelay * 2, policy.minDelayMs), policy.maxDelayMs);
     this.lastDelay = delay;
-    if (!stable) await new Promise((r) => setTimeout(r, delay).unref());
+    if (!stable) await this.sleep(delay);
     let attempts = 0;
     try {
       while (!this.closing) {
@@ -308,7 +324,7 @@ export class Channel {
           return;
         } catch (err) {
           this.opts.logger?.debug({ err, socket: this.opts.describe, attempts }, 'xenstore: reconnect attempt failed');
-          await new Promise((r) => setTimeout(r, delay).unref());
+          await this.sleep(delay);
           delay = Math.min(delay * 2, policy.maxDelayMs);
           this.lastDelay = delay;
         }
@@ -316,6 +332,23 @@ export class Channel {
     } finally {
       this.reconnecting = false;
     }
+  }
+
+  private sleepTimer: NodeJS.Timeout | undefined;
+  private wake: (() => void) | undefined;
+
+  /**
+   * Backoff wait. Referenced: a client that is not closed keeps the process alive while it reconnects, as its
+   * socket would; close() cuts the wait short.
+   */
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      this.wake = resolve;
+      this.sleepTimer = setTimeout(() => {
+        this.sleepTimer = this.wake = undefined;
+        resolve();
+      }, ms);
+    });
   }
 
   private failAll(reason: string): void {
@@ -329,6 +362,12 @@ export class Channel {
     if (this.closing) return;
     this.closing = true;
     if (this.timer) clearTimeout(this.timer);
+    if (this.sleepTimer) {
+      clearTimeout(this.sleepTimer);
+      const wake = this.wake;
+      this.sleepTimer = this.wake = undefined;
+      wake?.();
+    }
     this.flush();
     this.failAll('client closed');
     const s = this.stream;
