@@ -55,6 +55,10 @@ const VmIdParams = params({ id: Uuid }, ['id']);
 const Timeout = { type: 'number', minimum: 0, maximum: 86400, description: 'seconds' };
 const VmWithState = record({ vm: StoredVmSpec, state: VmState });
 const ShutdownMode = { type: 'string', enum: ['clean', 'hard'], description: "default 'clean'" };
+const Force = {
+  type: 'boolean',
+  description: 'clean mode: when the guest does not answer within timeout_s, destroy the domain (hard) instead of failing with TIMEOUT; default false',
+};
 
 const VM_OP_ERRORS: ErrorName[] = ['DOES_NOT_EXIST', 'BAD_POWER_STATE', 'CANCELLED', 'TIMEOUT', 'BACKEND_ERROR', 'INTERNAL'];
 
@@ -122,14 +126,17 @@ export const METHODS: Record<string, MethodSpec> = {
   'VM.shutdown': {
     summary: "Shut a VM down: 'clean' asks the guest and waits up to timeout_s, 'hard' destroys the domain",
     async: true,
-    params: params({ id: Uuid, mode: ShutdownMode, timeout_s: { ...Timeout, description: 'seconds the guest has to answer a clean shutdown' } }, ['id']),
+    params: params(
+      { id: Uuid, mode: ShutdownMode, timeout_s: { ...Timeout, description: 'seconds the guest has to answer a clean shutdown' }, force: Force },
+      ['id'],
+    ),
     result: TaskRef,
     errors: VM_OP_ERRORS,
   },
   'VM.reboot': {
     summary: 'Reboot a VM (clean: ask the guest; hard: destroy and start again)',
     async: true,
-    params: params({ id: Uuid, mode: ShutdownMode, timeout_s: Timeout }, ['id']),
+    params: params({ id: Uuid, mode: ShutdownMode, timeout_s: Timeout, force: Force }, ['id']),
     result: TaskRef,
     errors: [...VM_OP_ERRORS, 'NOT_ENOUGH_MEMORY'],
   },

@@ -114,8 +114,8 @@ export interface MethodParams {
   'VM.list': Record<string, never>;
   'VM.stat': { id: Uuid };
   'VM.start': { id: Uuid; paused?: boolean };
-  'VM.shutdown': { id: Uuid; mode?: 'clean' | 'hard'; timeout_s?: number };
-  'VM.reboot': { id: Uuid; mode?: 'clean' | 'hard'; timeout_s?: number };
+  'VM.shutdown': { id: Uuid; mode?: 'clean' | 'hard'; timeout_s?: number; force?: boolean };
+  'VM.reboot': { id: Uuid; mode?: 'clean' | 'hard'; timeout_s?: number; force?: boolean };
   'VM.pause': { id: Uuid };
   'VM.unpause': { id: Uuid };
   'VM.set_vcpus': { id: Uuid; online: number };
