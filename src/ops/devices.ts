@@ -6,7 +6,7 @@ import { XS_STATE } from '../xenstore/wire.js';
 import type { VmSpec } from '../vm/spec.js';
 import { defaultMac, vbdDevid } from '../vm/spec.js';
 import type { DeviceRecord } from '../vm/store.js';
-import { domainPath, ensureDom0Dir, rmQuiet } from './xs-domain.js';
+import { domainPath, ensureDom0Parent, Pipeline, rmQuiet, TX_RETRIES } from './xs-domain.js';
 import { dom0ReadByGuest, guestOwnedDom0Read } from './xs-perms.js';
 import { waitForValue } from './xs-wait.js';
 import { Errors } from '../rpc/errors.js';
@@ -91,21 +91,22 @@ export function planDevices(spec: VmSpec, domid: number): DevicePlan[] {
 export async function writeDevice(xs: XenstoreClient, domid: number, plan: DevicePlan): Promise<void> {
   const { kind } = plan.record;
   const { backend, frontend } = plan.record;
+  await ensureDom0Parent(xs, `/local/domain/0/backend/${kind}/${domid}`);
   await xs.transaction(async (tx) => {
-    await ensureDom0Dir(tx, `/local/domain/0/backend/${kind}`);
-    await ensureDom0Dir(tx, `/local/domain/0/backend/${kind}/${domid}`);
-    await tx.mkdir(backend);
-    await tx.setPerms(backend, dom0ReadByGuest(domid));
-    for (const [k, v] of Object.entries(plan.backendKeys)) await tx.write(`${backend}/${k}`, v);
-    await tx.mkdir(frontend);
-    await tx.setPerms(frontend, guestOwnedDom0Read(domid));
-    for (const [k, v] of Object.entries(plan.frontendKeys)) await tx.write(`${frontend}/${k}`, v);
+    const q = new Pipeline(tx);
+    q.mkdir(backend);
+    q.setPerms(backend, dom0ReadByGuest(domid));
+    for (const [k, v] of Object.entries(plan.backendKeys)) q.write(`${backend}/${k}`, v);
+    q.mkdir(frontend);
+    q.setPerms(frontend, guestOwnedDom0Read(domid));
+    for (const [k, v] of Object.entries(plan.frontendKeys)) q.write(`${frontend}/${k}`, v);
     if (kind === 'vif') {
       // The vif-bridge script rewrites mtu, so it stays dom0's (as in xl's tree).
-      await tx.write(`${frontend}/mtu`, String(plan.mtu ?? 1500));
-      await tx.setPerms(`${frontend}/mtu`, dom0ReadByGuest(domid));
+      q.write(`${frontend}/mtu`, String(plan.mtu ?? 1500));
+      q.setPerms(`${frontend}/mtu`, dom0ReadByGuest(domid));
     }
-  });
+    await q.flush();
+  }, { retries: TX_RETRIES });
 }
 
 export interface DeviceWaitOptions {
@@ -144,7 +145,7 @@ export async function removeDevice(xs: XenstoreClient, rec: DeviceRecord, waitMs
     await xs.transaction(async (tx) => {
       await tx.write(`${rec.backend}/online`, '0');
       await tx.write(`${rec.backend}/state`, String(XS_STATE.Closing));
-    });
+    }, { retries: TX_RETRIES });
     if (waitMs > 0 && Number(state) !== XS_STATE.Initialising) {
       await waitForValue(xs, `${rec.backend}/state`, (v) => v === undefined || Number(v) === XS_STATE.Closed, {
         timeoutMs: waitMs,

@@ -4,7 +4,7 @@ import { Errors } from '../rpc/errors.js';
 import type { OpsEnv } from './env.js';
 import { apiErrors } from './env.js';
 import type { VmNow } from './power.js';
-import { domainPath } from './xs-domain.js';
+import { domainPath, TX_RETRIES } from './xs-domain.js';
 
 export function pauseAtoms(env: OpsEnv, now: VmNow): Atom[] {
   const domid = now.rec!.domid;
@@ -47,7 +47,7 @@ export function setVcpusAtoms(env: OpsEnv, now: VmNow, online: number): Atom[] {
           const dom = domainPath(rec.domid);
           await env.xs.transaction(async (tx) => {
             for (let i = 0; i < max; i++) await tx.write(`${dom}/cpu/${i}/availability`, i < online ? 'online' : 'offline');
-          });
+          }, { retries: TX_RETRIES });
           await env.store.putDomain({ ...rec, builtWith: { ...rec.builtWith, vcpus: { ...rec.builtWith.vcpus, online } } });
           env.updates.add('vm', rec.vm);
         }),

@@ -1,6 +1,7 @@
 // The xenstore records of a domain, written the way libxl writes them: directories by WRITE "" then SET_PERMS
 // (never MKDIR), grouped in transactions; children inherit their parent's permissions, so only exceptions are set.
-import type { Transaction, XenstoreClient } from '../xenstore/types.js';
+import type { Transaction, XenstoreClient, XsOps } from '../xenstore/types.js';
+import type { Perm } from '../xenstore/wire.js';
 import type { VmSpec } from '../vm/spec.js';
 import { onlineVcpus, targetMib } from '../vm/spec.js';
 import { dom0ReadByGuest, guestOwned, guestOwnedDom0Read, dom0Only } from './xs-perms.js';
@@ -14,28 +15,70 @@ async function writeDir(tx: Transaction, path: string, perms: ReturnType<typeof 
   await tx.setPerms(path, perms);
 }
 
+/**
+ * Sends a transaction's requests back to back without waiting for each reply: xenstored handles one connection's
+ * requests in order, so the effect is that of awaiting each in turn, for one round trip instead of dozens.
+ */
+export class Pipeline {
+  private pending: Promise<void>[] = [];
+  constructor(private readonly ops: XsOps) {}
+  write(path: string, value: string): void {
+    this.pending.push(this.ops.write(path, value));
+  }
+  setPerms(path: string, perms: Perm[]): void {
+    this.pending.push(this.ops.setPerms(path, perms));
+  }
+  mkdir(path: string): void {
+    this.pending.push(this.ops.mkdir(path));
+  }
+  /** WRITE "" then SET_PERMS, as libxl creates directories. */
+  dir(path: string, perms: Perm[]): void {
+    this.write(path, '');
+    this.setPerms(path, perms);
+  }
+  async flush(): Promise<void> {
+    const results = await Promise.allSettled(this.pending);
+    this.pending = [];
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw failed.reason;
+  }
+}
+
 /** Before build: /local/domain/<domid> and /vm/<uuid> skeletons (libxl__domain_make). */
+/** Transactions of concurrent starts touch disjoint subtrees, but still collide now and then: retry generously. */
+export const TX_RETRIES = 100;
+
+/**
+ * Before build: /local/domain/<domid> and /vm/<uuid> skeletons (libxl__domain_make). The two roots are created
+ * first, outside the transaction: creating a child changes its parent, so every concurrent start would otherwise
+ * conflict on /local/domain and /vm. A crash between the two steps leaves nodes of a domain the daemon does not own,
+ * which recovery removes.
+ */
 export async function writeDomainSkeleton(xs: XenstoreClient, domid: number, spec: VmSpec): Promise<void> {
   const dom = domainPath(domid);
   const vm = vmPath(spec.id);
   const rw = dom0ReadByGuest(domid);
   const mine = guestOwned(domid);
+  const roots = new Pipeline(xs);
+  roots.dir(dom, rw);
+  roots.dir(vm, rw);
+  await roots.flush();
   await xs.transaction(async (tx) => {
-    await writeDir(tx, dom, rw);
-    await writeDir(tx, vm, rw);
-    await tx.write(`${vm}/uuid`, spec.id);
-    await tx.write(`${vm}/name`, spec.name);
-    await tx.write(`${dom}/vm`, vm);
-    await tx.write(`${dom}/name`, spec.name);
-    await tx.write(`${dom}/domid`, String(domid));
-    for (const sub of ['cpu', 'memory', 'device', 'device/suspend', 'control']) await tx.write(`${dom}/${sub}`, '');
-    await writeDir(tx, `${dom}/device/suspend/event-channel`, mine);
+    const q = new Pipeline(tx);
+    q.write(`${vm}/uuid`, spec.id);
+    q.write(`${vm}/name`, spec.name);
+    q.write(`${dom}/vm`, vm);
+    q.write(`${dom}/name`, spec.name);
+    q.write(`${dom}/domid`, String(domid));
+    for (const sub of ['cpu', 'memory', 'device', 'device/suspend', 'control']) q.write(`${dom}/${sub}`, '');
+    q.dir(`${dom}/device/suspend/event-channel`, mine);
     for (const key of ['shutdown', 'feature-poweroff', 'feature-reboot', 'feature-suspend', 'sysrq'])
-      await writeDir(tx, `${dom}/control/${key}`, mine);
-    await tx.write(`${dom}/control/platform-feature-multiprocessor-suspend`, '1');
-    await tx.write(`${dom}/control/platform-feature-xs_reset_watches`, '1');
-    for (const sub of ['data', 'drivers', 'feature', 'attr', 'error']) await writeDir(tx, `${dom}/${sub}`, mine);
-  });
+      q.dir(`${dom}/control/${key}`, mine);
+    q.write(`${dom}/control/platform-feature-multiprocessor-suspend`, '1');
+    q.write(`${dom}/control/platform-feature-xs_reset_watches`, '1');
+    for (const sub of ['data', 'drivers', 'feature', 'attr', 'error']) q.dir(`${dom}/${sub}`, mine);
+    await q.flush();
+  }, { retries: TX_RETRIES });
 }
 
 export interface PostBuildInfo {
@@ -52,48 +95,57 @@ export async function writeDomainRuntime(xs: XenstoreClient, domid: number, spec
   const maxKib = spec.memory.max_mib * 1024;
   const online = onlineVcpus(spec);
   await xs.transaction(async (tx) => {
-    await tx.write(`${dom}/memory/static-max`, String(maxKib));
-    await tx.write(`${dom}/memory/target`, String(targetMib(spec) * 1024));
-    await tx.write(`${dom}/memory/videoram`, '0');
+    const q = new Pipeline(tx);
+    q.write(`${dom}/memory/static-max`, String(maxKib));
+    q.write(`${dom}/memory/target`, String(targetMib(spec) * 1024));
+    q.write(`${dom}/memory/videoram`, '0');
     for (let i = 0; i < spec.vcpus.max; i++)
-      await tx.write(`${dom}/cpu/${i}/availability`, i < online ? 'online' : 'offline');
-    await tx.write(`${dom}/store/port`, String(info.storePort));
-    await tx.write(`${dom}/store/ring-ref`, info.storeMfn.toString());
+      q.write(`${dom}/cpu/${i}/availability`, i < online ? 'online' : 'offline');
+    q.write(`${dom}/store/port`, String(info.storePort));
+    q.write(`${dom}/store/ring-ref`, info.storeMfn.toString());
     const con = `${dom}/console`;
-    await tx.write(`${con}/backend`, consoleBackendPath(domid));
-    await tx.write(`${con}/backend-id`, '0');
-    await tx.setPerms(`${con}/backend-id`, guestOwnedDom0Read(domid));
-    await tx.write(`${con}/limit`, '1048576');
-    await tx.write(`${con}/type`, 'xenconsoled');
-    await tx.write(`${con}/output`, 'pty');
-    await tx.write(`${con}/port`, String(info.consolePort));
-    await tx.write(`${con}/ring-ref`, info.consoleMfn.toString());
+    q.write(`${con}/backend`, consoleBackendPath(domid));
+    q.write(`${con}/backend-id`, '0');
+    q.setPerms(`${con}/backend-id`, guestOwnedDom0Read(domid));
+    q.write(`${con}/limit`, '1048576');
+    q.write(`${con}/type`, 'xenconsoled');
+    q.write(`${con}/output`, 'pty');
+    q.write(`${con}/port`, String(info.consolePort));
+    q.write(`${con}/ring-ref`, info.consoleMfn.toString());
     if (spec.type === 'pv') {
-      await tx.write(`${vm}/image/ostype`, 'linux');
-      await tx.write(`${vm}/image/kernel`, spec.boot.kernel);
-      if (spec.boot.ramdisk !== undefined) await tx.write(`${vm}/image/ramdisk`, spec.boot.ramdisk);
-      if (spec.boot.cmdline !== undefined) await tx.write(`${vm}/image/cmdline`, spec.boot.cmdline);
+      q.write(`${vm}/image/ostype`, 'linux');
+      q.write(`${vm}/image/kernel`, spec.boot.kernel);
+      if (spec.boot.ramdisk !== undefined) q.write(`${vm}/image/ramdisk`, spec.boot.ramdisk);
+      if (spec.boot.cmdline !== undefined) q.write(`${vm}/image/cmdline`, spec.boot.cmdline);
     }
-    await tx.write(`${vm}/start_time`, (Date.now() / 1000).toFixed(2));
-    for (const [key, value] of Object.entries(spec.xenstore_data ?? {})) await tx.write(`${dom}/${key}`, value);
-  });
-  // The console backend: parents stay dom0-only, the device directory is readable by the guest.
+    q.write(`${vm}/start_time`, (Date.now() / 1000).toFixed(2));
+    for (const [key, value] of Object.entries(spec.xenstore_data ?? {})) q.write(`${dom}/${key}`, value);
+    await q.flush();
+  }, { retries: TX_RETRIES });
+  // The console backend: parents stay dom0-only (created outside the transaction, see writeDomainSkeleton; a WRITE
+  // creates missing parents with their parent's permissions, (n0) here), the device directory readable by the guest.
   const be = consoleBackendPath(domid);
+  await ensureDom0Parent(xs, `/local/domain/0/backend/console/${domid}`);
   await xs.transaction(async (tx) => {
-    await ensureDom0Dir(tx, `/local/domain/0/backend/console`);
-    await ensureDom0Dir(tx, `/local/domain/0/backend/console/${domid}`);
-    await writeDir(tx, be, dom0ReadByGuest(domid));
-    await tx.write(`${be}/frontend`, `${dom}/console`);
-    await tx.write(`${be}/frontend-id`, String(domid));
-    await tx.write(`${be}/online`, '1');
-    await tx.write(`${be}/state`, '1');
-    await tx.write(`${be}/protocol`, 'vt100');
-  });
+    const q = new Pipeline(tx);
+    q.dir(be, dom0ReadByGuest(domid));
+    q.write(`${be}/frontend`, `${dom}/console`);
+    q.write(`${be}/frontend-id`, String(domid));
+    q.write(`${be}/online`, '1');
+    q.write(`${be}/state`, '1');
+    q.write(`${be}/protocol`, 'vt100');
+    await q.flush();
+  }, { retries: TX_RETRIES });
 }
 
-/** Creates a dom0-only directory if missing (a WRITE would replace nothing of value, but would reset its value). */
-export async function ensureDom0Dir(tx: Transaction, path: string): Promise<void> {
-  if ((await tx.tryRead(path)) === undefined) await writeDir(tx, path, dom0Only);
+/**
+ * Creates a per-domain backend parent (e.g. /local/domain/0/backend/vbd/<domid>) outside any transaction, dom0-only.
+ * Missing ancestors are created by the WRITE with /local/domain/0's permissions, (n0).
+ */
+export async function ensureDom0Parent(xs: XenstoreClient, path: string): Promise<void> {
+  if ((await xs.tryRead(path)) !== undefined) return;
+  await xs.write(path, '');
+  await xs.setPerms(path, dom0Only);
 }
 
 /** Removes a node, ignoring one that is already gone. */
