@@ -69,7 +69,9 @@ export async function createApiServer(options: ApiServerOptions): Promise<ApiSer
     maxBatch: options.maxBatch ?? 1000,
     openrpc,
   });
-  const packr = new Packr({ useRecords: false, mapsAsObjects: true });
+  // Plain msgpack any client can read: no records extension; an undefined field is left out, as JSON.stringify does
+  // (msgpackr would otherwise write its own undefined extension). skipValues is missing from msgpackr's typings.
+  const packr = new Packr({ useRecords: false, mapsAsObjects: true, skipValues: [undefined] } as ConstructorParameters<typeof Packr>[0]);
   const waiting = new Set<Scope>();
   /** Set by close(): answers carry Connection: close so keep-alive connections end after their request. */
   let stopping = false;

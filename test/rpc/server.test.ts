@@ -30,7 +30,7 @@ function fakeMethods(calls: { add: number; notified: number }, updates: UpdatesL
       if (p.id === MISSING) throw Errors.doesNotExist('vm', p.id);
       if (p.id === BAD_RESULT) return { vm: { id: p.id }, state: { power_state: 'on' } };
       if (p.id === THROWS) throw new Error('boom');
-      return { vm: sampleVmSpec(), state: { power_state: 'running', domid: 1 } };
+      return { vm: sampleVmSpec(), state: { power_state: 'running', domid: 1, cpu_time_s: undefined } };
     },
     'VM.shutdown': async () => {
       throw Errors.badPowerState('halted', ['running', 'paused']);
@@ -208,6 +208,7 @@ describe('API server', () => {
     assert.equal(a.headers['content-type'], 'application/msgpack');
     assert.equal(a.body.id, 7);
     assert.equal(a.body.result.vm.name, 'vm1');
+    assert.deepEqual(a.body.result.state, { power_state: 'running', domid: 1 }, 'an undefined field is left out, as in JSON');
     const b = await rpcMsgpack(S, { jsonrpc: '2.0', id: 8, method: 'VM.add', params: { vm: { name: 1 } } });
     assert.equal(b.body.error.code, -32602);
     const c = await http(S, Buffer.from([0xc1, 0xff, 0x00]), { contentType: 'application/msgpack' });
