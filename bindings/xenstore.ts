@@ -133,14 +133,15 @@ export class LibXenstoreClient extends EventEmitter implements XenstoreClient {
       if (cancelled.done || Date.now() + delay > deadline) {
         throw new XsConnectionError(op, path, `cannot reconnect to xenstored: ${errnoName(r.errno, this.errnoTable)}`);
       }
-      await new Promise((res) => setTimeout(res, delay).unref());
+      // Referenced: the caller is waiting for this call, so the process must not exit under it.
+      await new Promise((res) => setTimeout(res, delay));
       delay = Math.min(delay * 2, this.maxDelay);
     }
   }
 
   /**
-   * Runs one libxenstore call on a slot's queue with timeout and abort. `fn` returns the call's value, or a number
-   * (the errno of a failed call). `txGeneration` pins a transaction's call to the handle generation it began in.
+   * Runs one libxenstore call on a slot's queue with timeout and abort. `fn` returns the call's value, or a
+   * FailedCall carrying errno. `txGeneration` pins a transaction's call to the handle generation it began in.
    */
   exec<T>(
     op: string,
