@@ -149,6 +149,11 @@ test('hypercall faults (once and always), dirty rate, and domains outliving thei
   for (let i = 0; i < 2; i++) await assert.rejects(hv.call('pause', dom.domid), (e: unknown) => e instanceof HypervisorError && e.errno === 'EBUSY');
   assert.deepEqual((await ctl.call('status')).faults.hypercalls, [{ call: 'pause', errno: 'EBUSY' }]);
   await ctl.call('faults.clear', {});
+  // A host shrunk to what it already holds has no memory for another guest.
+  const hostMib = (await ctl.call('status')).totalMib;
+  await ctl.call('host.memory', { mib: 1024 });
+  await assert.rejects(createDomain(hv, xs), (e: unknown) => e instanceof HypervisorError && e.errno === 'ENOMEM');
+  await ctl.call('host.memory', { mib: hostMib });
   // Created paused (count 1): pause makes 2, so two unpauses start it.
   await hv.call('pause', dom.domid);
   await hv.call('unpause', dom.domid);
