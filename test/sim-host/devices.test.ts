@@ -105,6 +105,9 @@ test('hotplug errors: a missing disk file, an empty bridge', async () => {
   assert.match(await xs.read(`${rel.backend}/hotplug-error`), /not an absolute path/);
   await waitFor(xs, `${vif.backend}/hotplug-status`, (v) => v === 'error');
   assert.match(await xs.read(`${vif.backend}/hotplug-error`), /bridge/);
+  // vif-route needs no bridge.
+  const routed = await addDevice(xs, dom.domid, { ...vifSpec(2, ''), backend: { ...vifSpec(2, '').backend, script: '/etc/xen/scripts/vif-route' } });
+  await waitFor(xs, `${routed.backend}/hotplug-status`, (v) => v === 'connected');
   // A failed device never connects, even with the guest up.
   await hv.call('unpause', dom.domid);
   await waitFor(xs, `${dom.dompath}/data/updated`, (v) => v === '1');
