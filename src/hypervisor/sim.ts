@@ -27,6 +27,7 @@ import {
 } from './types.js';
 import { encodeFrame, FrameDecoder, FrameError, relayLibxcStream, type ClientMessage } from './rpc-frames.js';
 
+const STREAM_SETUP_TIMEOUT_MS = 10_000;
 const readAsync = promisify(read);
 const writeAsync = promisify(write);
 
@@ -299,7 +300,9 @@ export class SimHypervisorBackend implements Hypervisor {
     return new Promise((resolve, reject) => {
       const socket = createConnection(this.socketPath);
       const decoder = new FrameDecoder();
+      const timer = setTimeout(() => fail(new Error(`no stream token within ${STREAM_SETUP_TIMEOUT_MS} ms`)), STREAM_SETUP_TIMEOUT_MS);
       const fail = (err: Error): void => {
+        clearTimeout(timer);
         socket.destroy();
         reject(new HypervisorError('stream', 'ECONNREFUSED', `${this.socketPath}: ${err.message}`));
       };
@@ -313,6 +316,7 @@ export class SimHypervisorBackend implements Hypervisor {
         }
         const reply = values.find((v) => (v as { t?: string })?.t === 'stream') as { token?: string } | undefined;
         if (!reply) return;
+        clearTimeout(timer);
         socket.off('data', onData);
         socket.off('error', fail);
         socket.off('close', onClose);

@@ -240,6 +240,25 @@ describe('sim hypervisor: save/restore through the RPC', { timeout: 60_000 }, ()
     }
   });
 
+  test('a restore waiting on an fd with no data yet is cancelled through its signal', async () => {
+    const fifo = join(h.dir, 'idle.fifo');
+    execFileSync('mkfifo', [fifo]);
+    const readFd = openSync(fifo, constants.O_RDONLY | constants.O_NONBLOCK);
+    const writeFd = openSync(fifo, constants.O_WRONLY | constants.O_NONBLOCK); // open, silent
+    const dst = await h.hv.createDomain({ handle: uuid(), flags: 0, maxVcpus: 1 });
+    await h.hv.setMaxMem(dst, 8 * 1024);
+    try {
+      const controller = new AbortController();
+      setTimeout(() => controller.abort(), 100);
+      await rejectsWith(h.hv.restore(dst, readFd, { storePort: 1, consolePort: 2 }, controller.signal), 'restore', 'ECANCELED');
+      assert.equal((await h.hv.getDomainInfo(dst))!.totPages, 0);
+    } finally {
+      closeSync(readFd);
+      closeSync(writeFd);
+    }
+    await h.hv.destroy(dst);
+  });
+
   test('bad streams: garbage, a PV stream into an HVM domain, a truncated stream', async () => {
     const garbage = join(h.dir, 'garbage.stream');
     writeFileSync(garbage, Buffer.alloc(4096, 0x41));

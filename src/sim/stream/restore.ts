@@ -35,13 +35,20 @@ const KNOWN_RECORDS = new Set<number>(Object.values(Rec));
 
 export async function restoreDomain(dom: SimDomain, input: Readable, signal: AbortSignal | undefined, hooks: RestoreHooks): Promise<void> {
   const reader = new ExactReader(input);
+  // A cancel must also end a read that waits for bytes that may never come.
+  const onAbort = (): void => {
+    input.destroy(new HypervisorError('restore', 'ECANCELED', 'restore aborted'));
+  };
+  signal?.addEventListener('abort', onAbort, { once: true });
   try {
+    if (signal?.aborted) throw new HypervisorError('restore', 'ECANCELED', 'restore aborted');
     await readStream(dom, reader, signal, hooks);
   } catch (err) {
     if (err instanceof HypervisorError) throw err;
     if (err instanceof StreamFormatError) throw new HypervisorError('restore', 'EINVAL', err.message);
     throw new HypervisorError('restore', 'EIO', (err as Error).message);
   } finally {
+    signal?.removeEventListener('abort', onAbort);
     reader.release();
   }
 }
