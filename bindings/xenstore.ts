@@ -423,8 +423,9 @@ export class LibXenstoreClient extends EventEmitter implements XenstoreClient {
           this.emit('reconnected');
           return;
         }
-        // Not up yet, or it went down again while we registered: wait and start over.
-        await new Promise((res) => setTimeout(res, delay).unref());
+        // Not up yet, or it went down again while we registered: wait (referenced: the watches' owner expects them
+        // back, as a live watch connection would keep the process up) and start over.
+        await new Promise((res) => setTimeout(res, delay));
         delay = Math.min(delay * 2, this.maxDelay);
       }
     } catch (err) {
