@@ -83,7 +83,10 @@ async function barrier(conns: RawConn[]): Promise<void> {
 export async function resetServer(socketPath: string): Promise<void> {
   const admin = await RawConn.connect(socketPath);
   try {
-    const req = (type: MsgType, payload: string) => admin.request(type, Buffer.from(payload, 'utf8'));
+    const req = async (type: MsgType, payload: string) => {
+      const r = await withTimeout(admin.request(type, Buffer.from(payload, 'utf8')), REPLY_TIMEOUT_MS);
+      if (r === 'TIMEOUT') throw new Error(`reset of ${socketPath}: no reply to ${typeName(type)} ${JSON.stringify(payload)}`);
+    };
     await req(MsgType.RM, `${ROOT}\0`);
     await req(MsgType.RM, `/local/domain/0/${REL_ROOT}\0`);
     for (const domid of DOMIDS) await req(MsgType.RELEASE, `${domid}\0`);
@@ -116,6 +119,9 @@ export async function runSequence(socketPath: string, seq: Sequence): Promise<Tr
       const step = seq.steps[i]!;
       const conn = conns[step.conn]!;
       const replies = await Promise.all(step.frames.map((f) => sendFrame(conn, f, resolveTx(f.tx))));
+      // A connection that left a request unanswered is out of step with us: later requests on it
+      // would only time out, so it is closed (both servers' transcripts already differ if one did this).
+      if (replies.some((r) => r.startsWith('NO REPLY'))) await conn.close();
       if (step.frames.length === 1 && step.frames[0]!.type === MsgType.TRANSACTION_START) {
         const m = /^TRANSACTION_START "(\d+)\\0"/.exec(replies[0]!);
         if (m) startedTx.set(i, Number(m[1]));
