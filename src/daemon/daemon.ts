@@ -10,6 +10,7 @@ import { updatesMethods } from '../updates/methods.js';
 import { DomainEvents } from '../ops/domain-events.js';
 import { DEFAULT_TIMEOUTS, type OpsEnv, type OpsTimeouts } from '../ops/env.js';
 import { VmStore } from '../vm/store.js';
+import { DomainInfoCache } from '../ops/domain-cache.js';
 import { openBackend, type BackendKind } from './backend.js';
 import { vmMethods } from './methods.js';
 import { VmOperations } from './operations.js';
@@ -45,17 +46,31 @@ export class Daemon {
     const store = await VmStore.open(opts.stateDir);
     const { hv, xs } = await openBackend({ kind: opts.backend, simDir: opts.simDir, logger });
     const updates = new UpdatesLog();
+    const infoCache = new DomainInfoCache(hv);
     const engine = new TaskEngine({ logger, updates, concurrency: [opts.concurrency ?? 64, 64, 64, 64] });
     const domains = new DomainEvents(hv, xs, logger.child({ component: 'domains' }));
-    const env: OpsEnv = { hv, xs, store, domains, updates, timeouts: { ...DEFAULT_TIMEOUTS, ...opts.timeouts }, logger };
+    // Every 'vm' update means the daemon changed or saw a change of that VM: its cached domain info is stale.
+    const vmUpdates = {
+      add(kind: Parameters<UpdatesLog['add']>[0], id: string) {
+        if (kind === 'vm') {
+          const rec = store.getDomain(id);
+          if (rec) infoCache.invalidate(rec.domid);
+        }
+        updates.add(kind, id);
+      },
+    };
+    const env: OpsEnv = { hv, xs, store, domains, updates: vmUpdates, timeouts: { ...DEFAULT_TIMEOUTS, ...opts.timeouts }, logger };
     const ops = new VmOperations(env, engine);
     await domains.start();
     const recovery = await recover(env, ops, logger.child({ component: 'recovery' }));
     logger.info({ recovery }, 'recovery done');
-    domains.subscribe((list) => ops.onDomainScan(list));
+    domains.subscribe((list) => {
+      infoCache.fill(list);
+      ops.onDomainScan(list);
+    });
     domains.trigger();
     const methods: Record<string, Handler> = {
-      ...vmMethods({ env, ops, daemonVersion: opts.version }),
+      ...vmMethods({ env, ops, daemonVersion: opts.version, infoCache }),
       ...taskMethods(engine),
       ...updatesMethods(updates),
     };

@@ -9,14 +9,17 @@ import { apiErrors } from '../ops/env.js';
 import { checkSpec, withId, type VmSpec } from '../vm/spec.js';
 import { vmStateOf } from '../vm/state.js';
 import type { VmOperations } from './operations.js';
+import type { DomainInfoCache } from '../ops/domain-cache.js';
 
 export interface VmMethodsDeps {
   env: OpsEnv;
   ops: VmOperations;
   daemonVersion: string;
+  /** Domain info for VM.stat/VM.list (a short cache in front of the hypervisor). */
+  infoCache: DomainInfoCache;
 }
 
-export function vmMethods({ env, ops, daemonVersion }: VmMethodsDeps): Record<string, Handler> {
+export function vmMethods({ env, ops, daemonVersion, infoCache }: VmMethodsDeps): Record<string, Handler> {
   const { store, hv } = env;
 
   const requireSpec = (id: string): VmSpec => {
@@ -27,7 +30,7 @@ export function vmMethods({ env, ops, daemonVersion }: VmMethodsDeps): Record<st
 
   const withState = async (spec: VmSpec): Promise<VmWithState> => {
     const rec = store.getDomain(spec.id);
-    const info = rec ? await apiErrors(() => hv.getDomainInfo(rec.domid)) : undefined;
+    const info = rec ? await apiErrors(() => infoCache.get(rec.domid)) : undefined;
     return { vm: spec, state: vmStateOf(rec, info) };
   };
 
