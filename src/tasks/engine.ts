@@ -72,19 +72,31 @@ class TaskEntry implements TaskHandle {
   setProgress(fraction: number): void {
     if (fraction <= this.record.progress || isFinished(this.record.state)) return;
     this.record.progress = Math.round(fraction * 10000) / 10000;
-    this.engine.announce(this.id);
+    this.announceSoon();
   }
 
   addSubtask(name: string): Subtask {
     const subtask: Subtask = { name, state: 'running' };
     this.record.subtasks.push(subtask);
-    this.engine.announce(this.id);
+    this.announceSoon();
     return subtask;
   }
 
   setSubtaskState(subtask: Subtask, state: TaskState): void {
     subtask.state = state;
-    this.engine.announce(this.id);
+    this.announceSoon();
+  }
+
+  private announcePending = false;
+  /** Progress and subtask changes come in bursts (several per atom): announce them once per turn. State changes
+   *  (start, end, destroy) are announced at once by the engine. */
+  private announceSoon(): void {
+    if (this.announcePending) return;
+    this.announcePending = true;
+    queueMicrotask(() => {
+      this.announcePending = false;
+      this.engine.announce(this.id);
+    });
   }
 
   cancelPoint(atomName: string): number {
@@ -283,7 +295,9 @@ export class TaskEngine {
   /** The task when it has finished, or as it is after timeoutS (default: no limit) or when `signal` aborts. */
   async wait(id: string, timeoutS?: number, signal?: AbortSignal): Promise<TaskRecord> {
     const entry = this.require(id);
-    if (!isFinished(entry.record.state)) {
+    if (!isFinished(entry.record.state) && timeoutS === undefined && signal === undefined) {
+      await entry.done;
+    } else if (!isFinished(entry.record.state)) {
       const stop = new AbortController();
       const onAbort = () => stop.abort();
       signal?.addEventListener('abort', onAbort, { once: true });

@@ -26,9 +26,11 @@ export interface GetOptions {
 }
 
 export class UpdatesLog {
-  /** Appended in seq order; entries whose key has a later seq in `latest` are stale and skipped. */
+  /** Appended in seq order; entries whose id has a later seq in `latest` are stale and skipped. */
   private entries: Entry[] = [];
-  private latest = new Map<string, number>();
+  /** Latest seq of each id, one map per kind (no key strings to build on the hot path). */
+  private latest: Record<UpdateKind, Map<string, number>> = { vm: new Map(), vbd: new Map(), vif: new Map(), task: new Map() };
+  private size = 0;
   private nextSeq = 1;
   private waiters = new Set<() => void>();
   private wakeScheduled = false;
@@ -40,12 +42,13 @@ export class UpdatesLog {
 
   /** Record that object (kind, id) changed. Cheap: called for every task progress step. */
   add(kind: UpdateKind, id: string): void {
-    const key = kind + '\0' + id;
     const seq = this.nextSeq++;
-    this.latest.set(key, seq);
+    const latest = this.latest[kind];
+    if (!latest.has(id)) this.size++;
+    latest.set(id, seq);
     this.entries.push({ seq, kind, id });
-    if (this.entries.length > 2 * this.latest.size + 1024) this.compact();
-    if (this.latest.size > this.maxIds) this.evictOldest();
+    if (this.entries.length > 2 * this.size + 1024) this.compact();
+    if (this.size > this.maxIds) this.evictOldest();
     if (this.waiters.size > 0 && !this.wakeScheduled) {
       // Wake on the next turn so several changes made together come out in one answer.
       this.wakeScheduled = true;
@@ -76,7 +79,7 @@ export class UpdatesLog {
     }
     for (let i = lo; i < this.entries.length; i++) {
       const e = this.entries[i]!;
-      if (this.latest.get(e.kind + '\0' + e.id) === e.seq) updates.push({ kind: e.kind, id: e.id });
+      if (this.latest[e.kind].get(e.id) === e.seq) updates.push({ kind: e.kind, id: e.id });
     }
     return { updates, next: this.nextSeq };
   }
@@ -108,13 +111,14 @@ export class UpdatesLog {
   }
 
   private compact(): void {
-    this.entries = this.entries.filter((e) => this.latest.get(e.kind + '\0' + e.id) === e.seq);
+    this.entries = this.entries.filter((e) => this.latest[e.kind].get(e.id) === e.seq);
   }
 
   private evictOldest(): void {
     this.compact();
-    const excess = this.latest.size - this.maxIds;
-    for (let i = 0; i < excess; i++) this.latest.delete(this.entries[i]!.kind + '\0' + this.entries[i]!.id);
+    const excess = this.size - this.maxIds;
+    for (let i = 0; i < excess; i++) this.latest[this.entries[i]!.kind].delete(this.entries[i]!.id);
+    this.size -= excess;
     this.entries = this.entries.slice(excess);
   }
 }
