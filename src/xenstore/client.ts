@@ -269,6 +269,10 @@ export class XsClient extends EventEmitter<XsClientEvents> implements XenstoreCl
     } catch (e) {
       this.forget(w);
       w.end();
+      // Timed out or aborted after sending: the server may have registered it, so take it back.
+      if (!(e instanceof XsError) && this.ch.connected) {
+        this.root.send(MsgType.UNWATCH, 'unwatch', path, undefined, tok).catch(() => undefined);
+      }
       throw e;
     }
     return w;

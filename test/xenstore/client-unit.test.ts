@@ -280,6 +280,21 @@ describe('native client against a scripted server', () => {
     }
   });
 
+  it('takes back a watch whose registration timed out', async () => {
+    const path = sockPath();
+    const fake = await new FakeXenstored({ silentTypes: new Set([MsgType.WATCH]) }).listen(path);
+    const c = await XsClient.connect({ path, timeoutMs: 2000 });
+    try {
+      await assert.rejects(c.watch('/p', 'tk', { timeoutMs: 50 }), XsTimeoutError);
+      await c.write('/sync', '1'); // the UNWATCH went out before this write's reply came back
+      const unwatch = fake.received.find((m) => m.type === MsgType.UNWATCH);
+      assert.equal(unwatch?.payload.toString('latin1'), '/p\0tk\0');
+    } finally {
+      await c.close();
+      await fake.close();
+    }
+  });
+
   it('drops a connection that sends a corrupt frame and reconnects', async () => {
     const path = sockPath();
     const fake = await new FakeXenstored({ corruptTypes: new Set([MsgType.GET_PERMS]) }).listen(path);
