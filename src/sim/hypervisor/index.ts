@@ -60,6 +60,8 @@ import { restoreDomain } from '../stream/restore.js';
 import { SimDomain } from './domain.js';
 import { FaultTable, type FaultSpec } from './faults.js';
 import { writeBootPages } from './boot-pages.js';
+import { HostMemory } from './host-memory.js';
+import { waitForSuspend } from './suspend-wait.js';
 
 export { HypervisorError } from '../../hypervisor/types.js';
 export type { FaultSpec } from './faults.js';
@@ -107,10 +109,9 @@ export interface SimDomainState {
 
 export class SimHypervisor extends EventEmitter<SimHypervisorEvents> {
   readonly pcpus: number;
-  private totalPages: number;
   private readonly domains = new Map<number, SimDomain>();
+  private readonly host: HostMemory;
   private rover = 0;
-  private freeCache: number | undefined;
   private nextMfn = 0x100000;
   private readonly faults = new FaultTable();
   private readonly timers = new Set<NodeJS.Timeout>();
@@ -125,12 +126,12 @@ export class SimHypervisor extends EventEmitter<SimHypervisorEvents> {
     this.pcpus = opts.pcpus ?? 8;
     if (!Number.isInteger(memoryMib) || memoryMib <= 0) throw new RangeError(`memoryMib ${memoryMib}`);
     if (!Number.isInteger(this.pcpus) || this.pcpus <= 0) throw new RangeError(`pcpus ${this.pcpus}`);
-    this.totalPages = memoryMib * PAGES_PER_MIB;
+    this.host = new HostMemory(memoryMib * PAGES_PER_MIB, () => this.domains.values());
     this.destroyDelayMs = opts.destroyDelayMs ?? 20;
     this.suspendTimeoutMs = opts.suspendTimeoutMs ?? 10_000;
     this.now = opts.now ?? (() => performance.now());
     const dom0 = new SimDomain(0, '00000000-0000-0000-0000-000000000000', { flags: 0, maxVcpus: this.pcpus }, 0);
-    dom0.memory.populateRange(Math.min(dom0Mib * PAGES_PER_MIB, this.totalPages));
+    dom0.memory.populateRange(Math.min(dom0Mib * PAGES_PER_MIB, this.host.totalPages));
     dom0.maxPages = dom0.memory.presentPages;
     dom0.type = 'pv';
     dom0.built = true;
@@ -149,7 +150,7 @@ export class SimHypervisor extends EventEmitter<SimHypervisorEvents> {
 
   physinfo(): PhysInfo {
     this.faults.check('physinfo');
-    return { nrCpus: this.pcpus, totalPages: this.totalPages, freePages: this.freePages(), pageSize: PAGE_SIZE };
+    return { nrCpus: this.pcpus, totalPages: this.host.totalPages, freePages: this.host.freePages(), pageSize: PAGE_SIZE };
   }
 
   createDomain(cfg: CreateDomainConfig): number {
@@ -200,7 +201,7 @@ export class SimHypervisor extends EventEmitter<SimHypervisorEvents> {
     if (!Number.isInteger(cfg.memoryMib) || cfg.memoryMib < 1) throw new HypervisorError('build', 'EINVAL', `memoryMib ${cfg.memoryMib}`);
     if (typeof cfg.kernel !== 'string' || cfg.kernel === '') throw new HypervisorError('build', 'EINVAL', 'no kernel');
     const pages = cfg.memoryMib * PAGES_PER_MIB;
-    this.reserve('build', dom, pages);
+    this.host.reserve('build', dom, pages);
     dom.memory.populateRange(pages);
     dom.type = cfg.type;
     dom.built = true;
@@ -323,7 +324,7 @@ export class SimHypervisor extends EventEmitter<SimHypervisorEvents> {
     try {
       return await saveDomain(dom, out, opts, cb, {
         settle: () => dom.settle(this.now()),
-        waitSuspended: (signal) => this.waitSuspended(dom, signal),
+        waitSuspended: (signal) => waitForSuspend(this, dom, this.suspendTimeoutMs, signal),
         gone: () => dom.dying || this.domains.get(domid) !== dom,
       });
     } finally {
@@ -341,11 +342,11 @@ export class SimHypervisor extends EventEmitter<SimHypervisorEvents> {
       await restoreDomain(dom, input, signal, {
         populate: (pfn) => {
           if (dom.dying) throw new HypervisorError('restore', 'ESRCH', `domain ${domid} is dying`);
-          if (!dom.memory.isPresent(pfn)) this.reserve('restore', dom, 1);
+          if (!dom.memory.isPresent(pfn)) this.host.reserve('restore', dom, 1);
           dom.memory.populate(pfn);
         },
         release: (pfn) => {
-          if (dom.memory.release(pfn)) this.freeCache = undefined;
+          if (dom.memory.release(pfn)) this.host.invalidate();
         },
       });
       dom.built = true;
@@ -357,7 +358,7 @@ export class SimHypervisor extends EventEmitter<SimHypervisorEvents> {
     } catch (err) {
       // A failed restore leaves a domain the toolstack will destroy; return what it took.
       for (let pfn = 0; pfn < dom.memory.p2mSize; pfn++) dom.memory.release(pfn);
-      this.freeCache = undefined;
+      this.host.invalidate();
       throw err;
     } finally {
       dom.busy = undefined;
@@ -378,10 +379,10 @@ export class SimHypervisor extends EventEmitter<SimHypervisorEvents> {
     dom.settle(this.now());
     const mem = dom.memory;
     for (let pfn = mem.p2mSize - 1; pfn >= 0 && mem.presentPages > targetPages; pfn--) mem.release(pfn);
-    this.freeCache = undefined;
+    this.host.invalidate();
     for (let pfn = 0; mem.presentPages < targetPages && pfn < mem.p2mSize; pfn++) {
       if (mem.isPresent(pfn)) continue;
-      this.reserve('balloonFromGuest', dom, 1);
+      this.host.reserve('balloonFromGuest', dom, 1);
       mem.populate(pfn);
     }
   }
@@ -432,8 +433,7 @@ export class SimHypervisor extends EventEmitter<SimHypervisorEvents> {
   /** Resizes the host. Shrinking below what domains hold leaves 0 free pages (allocations fail). */
   setHostMemory(mib: number): void {
     if (!Number.isInteger(mib) || mib <= 0) throw new HypervisorError('setHostMemory', 'EINVAL', `memory ${mib} MiB`);
-    this.totalPages = mib * PAGES_PER_MIB;
-    this.freeCache = undefined;
+    this.host.setTotalPages(mib * PAGES_PER_MIB);
   }
 
   setDirtyRate(domid: number, pagesPerSecond: number): void {
@@ -471,14 +471,7 @@ export class SimHypervisor extends EventEmitter<SimHypervisorEvents> {
   }
 
   freePages(): number {
-    if (this.freeCache !== undefined) return this.freeCache;
-    let used = 0;
-    for (const dom of this.domains.values()) used += dom.totPages;
-    // Restore populates page by page: the sum is kept for the rest of this tick, and every
-    // path that frees or takes pages updates or drops it.
-    this.freeCache = Math.max(0, this.totalPages - used);
-    queueMicrotask(() => (this.freeCache = undefined));
-    return this.freeCache;
+    return this.host.freePages();
   }
 
   /** Stops the destroy timers (dying domains are reaped at once). */
@@ -498,16 +491,6 @@ export class SimHypervisor extends EventEmitter<SimHypervisorEvents> {
     throw new HypervisorError('createDomain', 'ENOMEM', 'no free domid');
   }
 
-  /** Takes `pages` from the host for `dom`, or throws ENOMEM. */
-  private reserve(call: string, dom: SimDomain, pages: number): void {
-    if (dom.totPages + pages > dom.maxPages) {
-      throw new HypervisorError(call, 'ENOMEM', `domain ${dom.domid}: ${dom.totPages + pages} pages exceed max_pages ${dom.maxPages}`);
-    }
-    const free = this.freePages();
-    if (pages > free) throw new HypervisorError(call, 'ENOMEM', `host has ${free} free pages, ${pages} needed`);
-    this.freeCache = free - pages; // the caller populates them next, synchronously
-  }
-
   private specialFrames(dom: SimDomain): BuildResult {
     // PV guests name machine frames; PVH/HVM guests name guest frames.
     const base = dom.type === 'pv' ? dom.mfnBase : 0;
@@ -525,39 +508,8 @@ export class SimHypervisor extends EventEmitter<SimHypervisorEvents> {
     this.emit('domExc', domid);
   }
 
-  private waitSuspended(dom: SimDomain, signal?: AbortSignal): Promise<void> {
-    return new Promise((resolve, reject) => {
-      const check = (): boolean => {
-        if (dom.shutdownCode === 2) finish();
-        else if (dom.shutdownCode !== undefined) finish(new HypervisorError('save', 'EINVAL', `domain ${dom.domid} shut down with reason ${dom.shutdownCode}, not suspend`));
-        else if (dom.dying) finish(new HypervisorError('save', 'ESRCH', `domain ${dom.domid} is dying`));
-        else return false;
-        return true;
-      };
-      const onChange = (domid: number): void => {
-        if (domid === dom.domid) check();
-      };
-      const onAbort = (): void => finish(new HypervisorError('save', 'EINTR', 'aborted'));
-      const timer = setTimeout(
-        () => finish(new HypervisorError('save', 'EBUSY', `domain ${dom.domid} did not suspend within ${this.suspendTimeoutMs} ms`)),
-        this.suspendTimeoutMs,
-      );
-      const finish = (err?: Error): void => {
-        clearTimeout(timer);
-        this.off('domExc', onChange);
-        signal?.removeEventListener('abort', onAbort);
-        if (err) reject(err);
-        else resolve();
-      };
-      this.on('domExc', onChange);
-      signal?.addEventListener('abort', onAbort, { once: true });
-      if (signal?.aborted) onAbort();
-      else check();
-    });
-  }
-
   private change(dom: SimDomain, mutate: () => void): void {
-    this.freeCache = undefined;
+    this.host.invalidate();
     const now = this.now();
     dom.settle(now);
     mutate();
@@ -568,7 +520,7 @@ export class SimHypervisor extends EventEmitter<SimHypervisorEvents> {
     const dom = this.domains.get(domid);
     if (!dom?.dying) return;
     this.domains.delete(domid);
-    this.freeCache = undefined;
+    this.host.invalidate();
     this.emit('destroyed', domid);
     this.emit('domExc', domid);
   }
