@@ -19,6 +19,9 @@ export interface SimXenstoredOptions {
 }
 
 /** Without a hypervisor to ask, every ordinary domid exists (as the C daemon under the test shim sees it). */
+/** A client that stops reading while this much output is queued for it is dropped, not buffered forever. */
+const MAX_QUEUED_OUTPUT = 32 * 1024 * 1024;
+
 function defaultDomainStatus(domid: number): DomainState {
   return domid < DOMID_FIRST_RESERVED ? 'running' : 'gone';
 }
@@ -77,7 +80,9 @@ export class SimXenstored {
     sock.setNoDelay?.(true);
     const sink: ConnectionSink = {
       write: (data) => {
-        if (!sock.destroyed) sock.write(data);
+        if (sock.destroyed) return;
+        sock.write(data);
+        if (sock.writableLength > MAX_QUEUED_OUTPUT) this.drop(conn, 'client does not read its replies');
       },
       close: () => {
         sock.end();
@@ -117,7 +122,9 @@ export class SimXenstored {
     });
     const sink: ConnectionSink = {
       write: (data) => {
-        if (!ended) duplex.push(data);
+        if (ended) return;
+        duplex.push(data);
+        if (duplex.readableLength > MAX_QUEUED_OUTPUT && conn) this.drop(conn, 'client does not read its replies');
       },
       close: () => {
         if (ended) return;
