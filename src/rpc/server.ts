@@ -223,9 +223,9 @@ export async function createApiServer(options: ApiServerOptions): Promise<ApiSer
   // listen() binds synchronously, so the umask is restored before any other code of the process can run (a wider
   // window would give files and directories that others create meanwhile a wrong mode).
   const listening = new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
+    server.once('error', (err) => reject(new Error(`cannot listen on ${socketPath}: ${err.message}`)));
     server.once('listening', () => {
-      server.off('error', reject);
+      server.removeAllListeners('error');
       resolve();
     });
   });

@@ -27,6 +27,9 @@ export function probeSocket(path: string, timeoutMs = 1000): Promise<boolean> {
 
 /** Make `path` free for listening: create its directory; fail if a live daemon or a non-socket is there. */
 export async function claimSocketPath(path: string): Promise<void> {
+  // sockaddr_un.sun_path holds 108 bytes including the terminating NUL.
+  const bytes = Buffer.byteLength(path);
+  if (bytes > 107) throw new Error(`socket path ${path} is too long (${bytes} bytes; a unix socket path may have 107)`);
   mkdirSync(dirname(path), { recursive: true, mode: 0o755 });
   let st;
   try {

@@ -422,6 +422,18 @@ describe('API server socket handling', () => {
     }
   });
 
+  test('a socket path too long for sun_path is refused with a clear error', async () => {
+    const tmp = tempSocketDir();
+    try {
+      await assert.rejects(
+        createApiServer({ socketPath: join(tmp.dir, 'x'.repeat(120), 'api.sock'), logger: quietLogger(), methods: {}, version: '0' }),
+        /is too long \(\d+ bytes; a unix socket path may have 107\)/,
+      );
+    } finally {
+      tmp.cleanup();
+    }
+  });
+
   test('a handler for a method the API does not declare is refused at start', async () => {
     const tmp = tempSocketDir();
     try {
