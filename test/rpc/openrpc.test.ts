@@ -107,3 +107,37 @@ test('bad VM specs are rejected with one error per bad field, named by JSON poin
   assert.equal(errors.find((e) => e.path === '/vm/boot/kernel')!.message, 'is required');
   assert.match(errors.find((e) => e.path === '/vm/type')!.message, /one of: pv, pvh, hvm/);
 });
+
+test('the OpenRPC document is well formed: content descriptors, errors, every $ref resolves', () => {
+  const doc = JSON.parse(readFileSync(OPENRPC_PATH, 'utf8'));
+  assert.match(doc.openrpc, /^1\.[0-9]+\.[0-9]+$/);
+  assert.equal(typeof doc.info.title, 'string');
+  assert.equal(doc.info.version, '1.0');
+  const refs: string[] = [];
+  const walk = (v: unknown): void => {
+    if (Array.isArray(v)) v.forEach(walk);
+    else if (v && typeof v === 'object') {
+      for (const [k, x] of Object.entries(v)) {
+        if (k === '$ref') refs.push(x as string);
+        else walk(x);
+      }
+    }
+  };
+  for (const m of doc.methods) {
+    assert.equal(m.paramStructure, 'by-name', m.name);
+    for (const p of m.params) {
+      assert.equal(typeof p.name, 'string');
+      assert.equal(typeof p.required, 'boolean');
+      assert.ok(p.schema && typeof p.schema === 'object', `${m.name}.${p.name} has a schema`);
+    }
+    assert.equal(typeof m.result.name, 'string');
+    assert.ok(m.result.schema);
+    for (const e of m.errors) assert.ok(Number.isInteger(e.code) && typeof e.message === 'string');
+  }
+  walk(doc);
+  assert.ok(refs.length > 10);
+  for (const ref of refs) {
+    const m = /^#\/components\/schemas\/([A-Za-z]+)$/.exec(ref);
+    assert.ok(m && doc.components.schemas[m[1]!], `dangling $ref ${ref}`);
+  }
+});
