@@ -60,6 +60,10 @@ export class LibWatches {
     } catch (e) {
       this.forget(w);
       w.end();
+      // Timed out or aborted: the call may still complete and register it, so queue its removal behind it.
+      if (!(e instanceof XsError)) {
+        this.host.exec('unwatch', path, undefined, (h) => this.host.boolCall(this.host.library.xs_unwatch, h, path, tok), slot).catch(() => undefined);
+      }
       throw e;
     }
     this.armHealthCheck();
