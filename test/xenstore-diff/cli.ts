@@ -10,7 +10,7 @@ import { cXenstoredAvailable } from '../support/cxenstored/index.js';
 import { DiffPair, formatDifference } from './diff.js';
 import { CATEGORIES, KNOWN_DIFFERENCES, generate } from './generator.js';
 import { simXenstoredAvailable, startC, startSim } from './servers.js';
-import { typeName } from './ops.js';
+import { formatSequence, typeName } from './ops.js';
 
 async function main(): Promise<number> {
   const { values } = parseArgs({
@@ -54,16 +54,28 @@ async function main(): Promise<number> {
     console.log(`leaving out known differences (--all to include): ${Object.keys(KNOWN_DIFFERENCES).join(', ')}`);
   }
   const dir = mkdtempSync(join(tmpdir(), 'xenstored-diff-'));
-  const c = await startC(join(dir, 'c'));
-  const sim = values.self ? await startC(join(dir, 'c2')) : await startSim(join(dir, 'sim'));
-  const pair = new DiffPair(c, sim, { strictEventOrder: values['strict-order'] });
+  let generation = 0;
+  const pair = new DiffPair(
+    () => startC(join(dir, `c${++generation}`)),
+    () => (values.self ? startC(join(dir, `c2-${generation}`)) : startSim(join(dir, `sim${generation}`))),
+    { strictEventOrder: values['strict-order'] },
+  );
   const seen = new Set<string>();
   let failures = 0;
   const started = Date.now();
   try {
     for (let n = 0; n < count; n++) {
       const seq = generate(seed0 + n, { exclude, minSteps, maxSteps });
-      const { diff } = await pair.check(seq);
+      let diff;
+      try {
+        ({ diff } = await pair.check(seq));
+      } catch (err) {
+        // A server died or stopped answering: the state it had came from this and earlier seeds.
+        console.log(`\n=== ${(err as Error).message} (state since the last server start, seeds up to ${seq.seed})`);
+        console.log(formatSequence(seq));
+        failures++;
+        break;
+      }
       if (diff) {
         const step = seq.steps[diff.step];
         const signature = step ? `${step.category}/${typeName(step.frames[0]!.type)}/${diff.kind}` : 'setup';
@@ -79,7 +91,7 @@ async function main(): Promise<number> {
       if ((n + 1) % 500 === 0) console.log(`${n + 1} sequences, ${((Date.now() - started) / 1000).toFixed(1)} s`);
     }
   } finally {
-    await Promise.all([c.stop(), sim.stop()]);
+    await pair.stop();
     rmSync(dir, { recursive: true, force: true });
   }
   const secs = ((Date.now() - started) / 1000).toFixed(1);

@@ -3,6 +3,7 @@
 import { resetServer, runSequence, type Transcript } from './runner.js';
 import { formatSequence, formatStep, type Sequence, type Step, type TxRef } from './ops.js';
 import type { ServerUnderTest } from './servers.js';
+import { MsgType } from '../../src/xenstore/wire.js';
 
 export interface Difference {
   /** Index of the step, or -1 for the set-up every sequence starts with. */
@@ -43,24 +44,52 @@ export function compareTranscripts(ref: Transcript, cand: Transcript, opts: Comp
   return undefined;
 }
 
+export type ServerFactory = () => Promise<ServerUnderTest>;
+
+/**
+ * The C xenstored keeps half-released domains around after SET_TARGET (see SequenceBuilder.targets
+ * in generator.ts); no reset request sequence undoes that safely, so such sequences get new servers.
+ */
+function needsFreshServers(seq: Sequence): boolean {
+  return seq.steps.some((s) => s.frames.some((f) => f.type === MsgType.SET_TARGET));
+}
+
 export class DiffPair {
+  private servers: [ServerUnderTest, ServerUnderTest] | undefined;
+
   constructor(
-    readonly reference: ServerUnderTest,
-    readonly candidate: ServerUnderTest,
+    private readonly startReference: ServerFactory,
+    private readonly startCandidate: ServerFactory,
     readonly opts: CompareOptions = {},
   ) {}
 
-  /** Runs seq on both servers (one after the other, each from the reset state) and compares. */
+  private async current(): Promise<[ServerUnderTest, ServerUnderTest]> {
+    this.servers ??= await Promise.all([this.startReference(), this.startCandidate()]);
+    return this.servers;
+  }
+
+  async stop(): Promise<void> {
+    const servers = this.servers;
+    this.servers = undefined;
+    if (servers) await Promise.all(servers.map((s) => s.stop()));
+  }
+
+  /** Runs seq on both servers (each from the common start state) and compares. */
   async check(seq: Sequence): Promise<{ diff?: Difference; ref: Transcript; cand: Transcript }> {
-    const [ref, cand] = await Promise.all([this.runOn(this.reference, seq), this.runOn(this.candidate, seq)]);
+    const [reference, candidate] = await this.current();
+    const fresh = needsFreshServers(seq);
+    const [ref, cand] = await Promise.all([this.runOn(reference, seq, !fresh), this.runOn(candidate, seq, !fresh)]);
+    if (fresh) await this.stop();
     return { diff: compareTranscripts(ref, cand, this.opts), ref, cand };
   }
 
-  private async runOn(server: ServerUnderTest, seq: Sequence): Promise<Transcript> {
+  private async runOn(server: ServerUnderTest, seq: Sequence, reset: boolean): Promise<Transcript> {
     try {
-      return await runSequence(server.socketPath, seq);
-    } finally {
-      await resetServer(server.socketPath);
+      const transcript = await runSequence(server.socketPath, seq);
+      if (reset) await resetServer(server.socketPath);
+      return transcript;
+    } catch (err) {
+      throw new Error(`${server.name} xenstored failed on seed ${seq.seed}: ${(err as Error).message}`, { cause: err });
     }
   }
 

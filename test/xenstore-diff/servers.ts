@@ -33,8 +33,8 @@ export async function startSim(dir: string): Promise<ServerUnderTest> {
   return { name: 'sim', socketPath, stop: async () => void (await sim.close()) };
 }
 
-export async function startC(dir: string, trace = false): Promise<ServerUnderTest> {
+export async function startC(dir: string, opts: { trace?: boolean; args?: string[] } = {}): Promise<ServerUnderTest> {
   mkdirSync(dir, { recursive: true });
-  const c = await startCXenstored({ dir, trace });
+  const c = await startCXenstored({ dir, trace: opts.trace ?? false, args: opts.args });
   return { name: 'C', socketPath: c.socketPath, stop: c.stop };
 }

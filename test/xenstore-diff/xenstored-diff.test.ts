@@ -69,8 +69,12 @@ test('fresh servers hold the same tree and allocate the same transaction ids', {
 });
 
 test(`${SEQUENCES} seeded sequences: every reply and watch event of the sim matches the C xenstored`, { skip, timeout: 180_000 }, async (t) => {
-  const [c, sim] = await freshPair();
-  const pair = new DiffPair(c, sim);
+  let generation = 0;
+  const pair = new DiffPair(
+    () => startC(join(dir, `seq-c${++generation}`)),
+    () => startSim(join(dir, `seq-sim${generation}`)),
+  );
+  t.after(() => pair.stop());
   if (Object.keys(KNOWN_DIFFERENCES).length) {
     t.diagnostic(`left out as known differences: ${Object.entries(KNOWN_DIFFERENCES).map(([k, v]) => `${k} (${v})`).join('; ')}`);
   }
@@ -81,6 +85,27 @@ test(`${SEQUENCES} seeded sequences: every reply and watch event of the sim matc
       const small = await pair.shrink(seq, 150);
       assert.fail(`sim differs from the C xenstored (seed ${seed}; reproduce: npm run diff:xenstored -- --seed ${seed} --count 1)\n${formatDifference(small.seq, small.diff)}`);
     }
+  }
+});
+
+test('a server that differs is caught and shrunk to a short sequence', { skip: cXenstoredAvailable() }, async () => {
+  // The candidate is the C xenstored itself with paths limited to 24 characters (-M 24).
+  let generation = 0;
+  const pair = new DiffPair(
+    () => startC(join(dir, `mut-c${++generation}`)),
+    () => startC(join(dir, `mut-m${generation}`), { args: ['-M', '24'] }),
+  );
+  try {
+    let found;
+    for (let seed = 1; seed <= 50 && !found; seed++) {
+      const seq = generate(seed);
+      if ((await pair.check(seq)).diff) found = await pair.shrink(seq, 100);
+    }
+    assert.ok(found, 'no difference found in 50 sequences');
+    assert.ok(found.seq.steps.length <= 3, `not shrunk:\n${formatDifference(found.seq, found.diff)}`);
+    assert.match(found.diff.candidate + found.diff.reference, /EINVAL/);
+  } finally {
+    await pair.stop();
   }
 });
 
