@@ -1,5 +1,6 @@
 // Types shared by the API server and the code that registers methods on it.
 import type { Logger } from 'pino';
+import type { MethodName, MethodParams, MethodResults } from '../../api/v1/types.js';
 
 export interface HandlerContext {
   /** The JSON-RPC method name. */
@@ -12,6 +13,16 @@ export interface HandlerContext {
 
 /** A method implementation. `params` are already validated against api/v1 (never undefined; {} when absent). */
 export type Handler = (params: any, ctx: HandlerContext) => Promise<unknown>;
+
+/** Handlers checked by TypeScript against api/v1/types.ts (params in, result out). */
+export type TypedHandlers = {
+  [K in MethodName]?: (params: MethodParams[K], ctx: HandlerContext) => Promise<MethodResults[K]>;
+};
+
+/** Identity at run time; lets TypeScript check a handler map against the API types. */
+export function typedMethods(handlers: TypedHandlers): Record<string, Handler> {
+  return handlers as Record<string, Handler>;
+}
 
 export interface ApiServerOptions {
   /** Path of the unix socket to listen on; its directory is created if missing. */
