@@ -269,7 +269,7 @@ export function clientSuite(kind: ServerKind): void {
             clearInterval(ticker);
             const took = Date.now() - t0;
             // Loose bounds: CI machines are loaded; a blocked loop would show ~0 ticks, a live one ~30.
-            assert.ok(took >= 290 && took < 5000, `took ${took} ms`);
+            assert.ok(took >= 240 && took < 5000, `took ${took} ms`); // libuv timers count from the loop's cached clock
             assert.ok(ticks >= 3, `only ${ticks} timer ticks in ${took} ms while the call was blocked`);
             await assert.rejects(c.read('/x', { signal: AbortSignal.abort() }), { name: 'AbortError' });
             const ac = new AbortController();
