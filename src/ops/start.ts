@@ -196,7 +196,6 @@ export function startAtoms(env: OpsEnv, spec: VmSpec, opts: { paused: boolean })
 
 /** Destroys a domain, treating "already gone" as done. */
 export async function destroyQuiet(env: OpsEnv, domid: number): Promise<void> {
-  await env.xs.releaseDomain(domid).catch(() => {});
-  const info = await env.hv.getDomainInfo(domid);
+  const [, info] = await Promise.all([env.xs.releaseDomain(domid).catch(() => {}), env.hv.getDomainInfo(domid)]);
   if (info) await env.hv.destroy(domid);
 }

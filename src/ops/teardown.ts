@@ -2,14 +2,13 @@
 // /vm/<uuid>) and its DomainRecord. Safe to run again after a crash half-way (every step tolerates "already gone").
 import type { DomainRecord } from '../vm/store.js';
 import type { OpsEnv } from './env.js';
-import { removeDevice } from './devices.js';
 import { removeDomainNodes } from './xs-domain.js';
 import { destroyQuiet } from './start.js';
 
 export async function teardownDomain(env: OpsEnv, rec: DomainRecord): Promise<void> {
-  // The domain first: once it is gone no frontend can use a ring, so backends can be removed without waiting.
+  // The domain first: once it is gone no frontend can use a ring, so its backends are removed without the
+  // Closing/Closed handshake (as libxl's forced destroy does): with the per-domain backend directories, in one go.
   await destroyQuiet(env, rec.domid);
-  for (const dev of rec.devices) await removeDevice(env.xs, dev, 0);
   await removeDomainNodes(env.xs, rec.domid, rec.vm);
   if (env.store.getDomain(rec.vm)?.domid === rec.domid) await env.store.removeDomain(rec.vm);
   env.updates.add('vm', rec.vm);

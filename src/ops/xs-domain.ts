@@ -10,11 +10,6 @@ export const domainPath = (domid: number): string => `/local/domain/${domid}`;
 export const vmPath = (uuid: string): string => `/vm/${uuid}`;
 export const consoleBackendPath = (domid: number): string => `/local/domain/0/backend/console/${domid}/0`;
 
-async function writeDir(tx: Transaction, path: string, perms: ReturnType<typeof dom0ReadByGuest>): Promise<void> {
-  await tx.write(path, '');
-  await tx.setPerms(path, perms);
-}
-
 /**
  * Sends a transaction's requests back to back without waiting for each reply: xenstored handles one connection's
  * requests in order, so the effect is that of awaiting each in turn, for one round trip instead of dozens.
@@ -35,6 +30,14 @@ export class Pipeline {
   dir(path: string, perms: Perm[]): void {
     this.write(path, '');
     this.setPerms(path, perms);
+  }
+  /** RM that treats "already gone" as done. */
+  rmQuiet(path: string): void {
+    this.pending.push(
+      this.ops.rm(path).catch((err: unknown) => {
+        if ((err as { errno?: string }).errno !== 'ENOENT') throw err;
+      }),
+    );
   }
   async flush(): Promise<void> {
     const results = await Promise.allSettled(this.pending);
@@ -157,9 +160,11 @@ export async function rmQuiet(xs: XenstoreClient | Transaction, path: string): P
   }
 }
 
-/** Removes every node of the domain: its tree, its backends in dom0, its /vm entry. */
+/** Removes every node of the domain: its tree, its backends in dom0, its /vm entry (one round trip). */
 export async function removeDomainNodes(xs: XenstoreClient, domid: number, uuid: string | undefined): Promise<void> {
-  for (const kind of ['vbd', 'vif', 'console']) await rmQuiet(xs, `/local/domain/0/backend/${kind}/${domid}`);
-  await rmQuiet(xs, domainPath(domid));
-  if (uuid !== undefined) await rmQuiet(xs, vmPath(uuid));
+  const q = new Pipeline(xs);
+  for (const kind of ['vbd', 'vif', 'console']) q.rmQuiet(`/local/domain/0/backend/${kind}/${domid}`);
+  q.rmQuiet(domainPath(domid));
+  if (uuid !== undefined) q.rmQuiet(vmPath(uuid));
+  await q.flush();
 }
