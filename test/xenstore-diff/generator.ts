@@ -23,7 +23,10 @@ export const CATEGORIES: Readonly<Record<string, string>> = {
   'directory-part': 'DIRECTORY_PART with offsets',
   'directory-e2big': 'DIRECTORY of a node whose child list exceeds the payload limit',
   'reset-watches': 'RESET_WATCHES',
-  control: 'CONTROL print and an unknown control command',
+  control: 'CONTROL print, help, quota, quota-soft, check, log, live-update -a, and unknown commands',
+  'control-memory': 'CONTROL memreport and quota <domid> (which reports memory use)',
+  'long-event': 'watch events around the 4096-byte payload limit (path + token)',
+  'tx-header': 'requests that are not node operations (TRANSACTION_START, INTRODUCE, WATCH, CONTROL ...) sent with an open transaction id',
   malformed: 'unknown message types, extra or missing arguments, a last argument without its NUL',
   oversize: 'a header claiming more than 4096 payload bytes (the server drops the connection)',
   pipelined: 'several requests written back to back before any reply',
@@ -34,7 +37,10 @@ export const CATEGORIES: Readonly<Record<string, string>> = {
  * is fixed. `npm run diff:xenstored -- --all` runs them anyway. Keep the reason precise.
  */
 export const KNOWN_DIFFERENCES: Readonly<Record<string, string>> = {
-  // Empty: every category matches. (oversize differed until the sim dropped the connection too.)
+  'control-memory':
+    'CONTROL "quota\\0<domid>\\0": the C xenstored reports the memory the domain uses (e.g. "memory          :      132" ' +
+    'for dom0 on a fresh store), the sim always 0. CONTROL "memreport\\0": the C xenstored answers ERROR EINVAL when it ' +
+    'runs without a trace file (EBADF, untranslatable), OK with one (-T); the sim answers OK',
 };
 
 export interface GeneratorOptions {
@@ -97,6 +103,8 @@ class SequenceBuilder {
   readonly written: string[] = [];
 
   absPath(depthMax = 3): string {
+    // Sometimes the absolute name of the relative tree, so relative watches see absolute changes.
+    if (this.rng.chance(0.06)) return `/local/domain/0/${this.relPath(2)}`;
     if (this.written.length && this.rng.chance(0.45)) return this.rng.pick(this.written);
     // Mostly shallow, so different steps collide on the same nodes.
     const depth = this.rng.chance(0.1) ? 0 : 1 + this.rng.int(this.rng.chance(0.6) ? 2 : depthMax);
@@ -295,8 +303,46 @@ const GENERATORS: Record<string, Gen> = {
     b.open[conn] = []; // RESET_WATCHES also ends the connection's transactions
   },
   control(b, conn) {
-    const payload = b.rng.pick(['print\0hello\0', 'no-such-command\0', '']);
+    const payload = b.rng.pick([
+      'print\0hello\0', 'print\0', 'print\0a\0b\0', 'no-such-command\0', '', 'help\0', 'quota\0', 'quota-soft\0',
+      'check\0', 'log\0', 'live-update\0-a\0', 'quota\0max\x002\0',
+    ]);
     b.add(conn, 'control', [{ type: MsgType.CONTROL, payload, tx: NO_TX }]);
+  },
+  'control-memory'(b, conn) {
+    const payload = b.rng.pick(['memreport\0', `quota\0${b.rng.pick([0, ...DOMIDS])}\0`]);
+    b.add(conn, 'control-memory', [{ type: MsgType.CONTROL, payload, tx: NO_TX }]);
+  },
+  'long-event'(b, conn) {
+    // Event payload = path + NUL + token + NUL; the C xenstored drops events over 4096 bytes.
+    const name = 'y'.repeat(2000);
+    const eventLen = b.rng.pick([4095, 4096, 4097]);
+    const token = 'k'.repeat(eventLen - 2 - (ROOT.length + 1 + name.length));
+    b.add(conn, 'long-event', [{ type: MsgType.WATCH, payload: `${ROOT}\0${token}\0`, tx: NO_TX }]);
+    b.add(b.rng.int(b.connections), 'long-event', [{ type: MsgType.WRITE, payload: `${ROOT}/${name}\0v`, tx: NO_TX }]);
+    if (b.rng.chance(0.5)) b.add(conn, 'long-event', [{ type: MsgType.RM, payload: `${ROOT}/${name}\0`, tx: NO_TX }]);
+  },
+  'tx-header'(b, conn) {
+    // Requests that are not node operations, sent with the id of an open transaction.
+    const mine = b.open[conn]!;
+    if (mine.length === 0) {
+      b.add(conn, 'tx-header', [{ type: MsgType.TRANSACTION_START, payload: '\0', tx: NO_TX }]);
+      mine.push(b.steps.length - 1);
+    }
+    const tx: TxRef = { kind: 'started', step: b.rng.pick(mine) };
+    const [type, payload] = b.rng.pick<[MsgType, string]>([
+      [MsgType.TRANSACTION_START, '\0'],
+      [MsgType.GET_DOMAIN_PATH, '3\0'],
+      [MsgType.IS_DOMAIN_INTRODUCED, '3\0'],
+      [MsgType.INTRODUCE, '3\x001003\x0013\0'],
+      [MsgType.CONTROL, 'print\0x\0'],
+      [MsgType.WATCH, `${ROOT}\0tx\0`],
+      [MsgType.UNWATCH, `${ROOT}\0tx\0`],
+      [MsgType.SET_PERMS, '@introduceDomain\0n0\0r1\0'],
+      [MsgType.DIRECTORY_PART, `${ROOT}\x000\0`],
+    ]);
+    if (type === MsgType.INTRODUCE) b.introduced.add(3);
+    b.add(conn, 'tx-header', [{ type, payload, tx }]);
   },
   malformed(b, conn) {
     const r = b.rng.next();
@@ -333,6 +379,7 @@ const WEIGHTS: Record<string, number> = {
   node: 30, relative: 6, perms: 8, 'perms-nonexistent-domid': 1, 'perms-invalid': 2, watch: 12, 'watch-special': 3,
   tx: 22, 'tx-foreign': 3, domain: 8, 'domain-invalid': 2, 'invalid-path': 3, 'long-path': 1, 'big-value': 1,
   'directory-part': 2, 'directory-e2big': 0.3, 'reset-watches': 1, control: 1, malformed: 2, oversize: 0.3, pipelined: 3,
+  'control-memory': 0.5, 'long-event': 0.5, 'tx-header': 2,
 };
 
 export function generate(seed: number, opts: GeneratorOptions = {}): Sequence {
