@@ -208,9 +208,9 @@ export class LibWatches {
           this.opts.onReconnected();
           return;
         }
-        // Not up yet, or it went down again while we registered: wait (referenced: the watches' owner expects them
-        // back, as a live watch connection would keep the process up) and start over.
-        await new Promise((res) => setTimeout(res, delay));
+        // Not up yet, or it went down again while we registered: wait and start over (unreferenced, as in the
+        // native client: a client whose server is gone for good must not keep the process alive by itself).
+        await new Promise((res) => setTimeout(res, delay).unref());
         delay = Math.min(delay * 2, this.opts.maxDelay);
       }
     } catch (err) {

@@ -338,8 +338,9 @@ export class Channel {
   private wake: (() => void) | undefined;
 
   /**
-   * Backoff wait. Referenced: a client that is not closed keeps the process alive while it reconnects, as its
-   * socket would; close() cuts the wait short.
+   * Backoff wait; close() cuts it short. Not referenced: a client whose server is gone (an in-process sim shut down
+   * before its clients) must not keep the process alive on its own. Calls waiting for the reconnection do (their
+   * timeout timer is referenced).
    */
   private sleep(ms: number): Promise<void> {
     return new Promise((resolve) => {
@@ -348,6 +349,7 @@ export class Channel {
         this.sleepTimer = this.wake = undefined;
         resolve();
       }, ms);
+      this.sleepTimer.unref();
     });
   }
 

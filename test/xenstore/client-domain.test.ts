@@ -64,6 +64,8 @@ describe('native client over sim per-domain connections', { timeout: 30_000 }, (
       timeoutMs: 2000,
       reconnect: { minDelayMs: 10, maxDelayMs: 50 },
     });
+    // Nothing else holds the event loop while the client waits to reconnect (its backoff timer is unreferenced).
+    const keepAlive = setInterval(() => undefined, 1000);
     try {
       const w = await c.watch('/local/domain/5/watched', 'tw');
       const it = w[Symbol.asyncIterator]();
@@ -76,6 +78,7 @@ describe('native client over sim per-domain connections', { timeout: 30_000 }, (
       await dom0.write('/local/domain/5/watched/k', 'v');
       assert.equal((await it.next()).value?.path, '/local/domain/5/watched/k');
     } finally {
+      clearInterval(keepAlive);
       await c.close();
     }
   });
