@@ -14,9 +14,10 @@ commands:
   vm list                         every VM with its power state
   vm stat NAME|UUID               one VM: spec and state
   vm start NAME|UUID [--paused]   build and start (left paused with --paused)
-  vm shutdown NAME|UUID [--hard] [--timeout S]
-                                  clean shutdown (the guest has S seconds), or destroy with --hard
-  vm reboot NAME|UUID [--hard] [--timeout S]
+  vm shutdown NAME|UUID [--hard] [--timeout S] [--force]
+                                  clean shutdown (the guest has S seconds; with --force, destroyed when it
+                                  does not answer in time), or destroy at once with --hard
+  vm reboot NAME|UUID [--hard] [--timeout S] [--force]
   vm pause NAME|UUID | vm unpause NAME|UUID
   vm remove NAME|UUID             forget a halted VM
   task list                       every task the daemon holds
@@ -157,7 +158,7 @@ async function readSpec(file: string | undefined): Promise<unknown> {
   }
 }
 
-async function vmCommand(ctx: Ctx, args: string[], opts: { paused?: boolean; hard?: boolean; timeout?: string }): Promise<number> {
+async function vmCommand(ctx: Ctx, args: string[], opts: { paused?: boolean; hard?: boolean; force?: boolean; timeout?: string }): Promise<number> {
   const [verb, ref] = args;
   switch (verb) {
     case 'add': {
@@ -193,6 +194,7 @@ async function vmCommand(ctx: Ctx, args: string[], opts: { paused?: boolean; har
         id: await resolveVm(ctx, ref),
         mode: opts.hard ? 'hard' : 'clean',
         ...(timeout_s !== undefined ? { timeout_s } : {}),
+        ...(opts.force ? { force: true } : {}),
       });
     }
     case 'pause':
@@ -247,6 +249,7 @@ export async function run(argv: string[], out: (line: string) => void = (l) => p
         'no-wait': { type: 'boolean' },
         paused: { type: 'boolean' },
         hard: { type: 'boolean' },
+        force: { type: 'boolean' },
         timeout: { type: 'string' },
         from: { type: 'string' },
         help: { type: 'boolean', short: 'h' },

@@ -84,12 +84,12 @@ export function vmMethods({ env, ops, daemonVersion, infoCache }: VmMethodsDeps)
       requireSpec(p.id);
       return { task: ops.start(p.id, p.paused ?? false) };
     },
-    'VM.shutdown': async (p: MethodParams['VM.shutdown'] & { force?: boolean }) => {
+    'VM.shutdown': async (p: MethodParams['VM.shutdown']) => {
       requireSpec(p.id);
       const opts = { mode: p.mode ?? 'clean', timeoutS: p.timeout_s ?? env.timeouts.shutdownS, fallbackHard: p.force ?? false } as const;
       return { task: ops.shutdown(p.id, opts) };
     },
-    'VM.reboot': async (p: MethodParams['VM.reboot'] & { force?: boolean }) => {
+    'VM.reboot': async (p: MethodParams['VM.reboot']) => {
       requireSpec(p.id);
       const opts = { mode: p.mode ?? 'clean', timeoutS: p.timeout_s ?? env.timeouts.shutdownS, fallbackHard: p.force ?? false } as const;
       return { task: ops.reboot(p.id, opts) };

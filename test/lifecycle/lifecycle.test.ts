@@ -133,6 +133,17 @@ describe('VM lifecycle on the sim', { timeout: 120_000 }, () => {
     await nothingLeaked();
   });
 
+  test('force: a clean shutdown that times out falls back to hard', async () => {
+    const id = await addVm(w.api, { vifs: [{}] });
+    await opOk(w.api, 'VM.start', { id });
+    const d = (await w.api.call('VM.stat', { id })).state.domid as number;
+    await w.control.call('guest.fault', { fault: 'ignore-shutdown', domid: d, on: true });
+    const t = await opOk(w.api, 'VM.shutdown', { id, timeout_s: 0.3, force: true });
+    assert.ok(t.subtasks.some((s) => s.name === 'VM_wait_shutdown' && s.state === 'completed'));
+    assert.equal(await power(w.api, id), 'halted');
+    await nothingLeaked();
+  });
+
   for (const action of ['destroy', 'restart', 'preserve'] as const) {
     test(`a guest crash with on_crash=${action}`, async () => {
       const id = await addVm(w.api, { on_crash: action });
