@@ -23,8 +23,8 @@ export const CATEGORIES: Readonly<Record<string, string>> = {
   'directory-part': 'DIRECTORY_PART with offsets',
   'directory-e2big': 'DIRECTORY of a node whose child list exceeds the payload limit',
   'reset-watches': 'RESET_WATCHES',
-  control: 'CONTROL print, help, quota, quota-soft, check, log, live-update -a, and unknown commands',
-  'control-memory': 'CONTROL memreport and quota <domid> (which reports memory use)',
+  control: 'CONTROL print, help, quota [domid], quota-soft, check, log, live-update -a, and unknown commands',
+  'control-memory': 'CONTROL memreport',
   'long-event': 'watch events around the 4096-byte payload limit (path + token)',
   'tx-header': 'requests that are not node operations (TRANSACTION_START, INTRODUCE, WATCH, CONTROL ...) sent with an open transaction id',
   malformed: 'unknown message types, extra or missing arguments, a last argument without its NUL',
@@ -38,9 +38,8 @@ export const CATEGORIES: Readonly<Record<string, string>> = {
  */
 export const KNOWN_DIFFERENCES: Readonly<Record<string, string>> = {
   'control-memory':
-    'CONTROL "quota\\0<domid>\\0": the C xenstored reports the memory the domain uses (e.g. "memory          :      132" ' +
-    'for dom0 on a fresh store), the sim always 0. CONTROL "memreport\\0": the C xenstored answers ERROR EINVAL when it ' +
-    'runs without a trace file (EBADF, untranslatable), OK with one (-T); the sim answers OK',
+    'CONTROL "memreport\\0": the C xenstored answers ERROR EINVAL when it runs without a trace file (EBADF, ' +
+    'untranslatable), OK with one (-T); the sim answers OK',
 };
 
 export interface GeneratorOptions {
@@ -74,6 +73,8 @@ class SequenceBuilder {
    * releases every domid once, which is safe.
    */
   readonly targets = new Set<number>();
+  /** WATCH requests sent so far (registered or not), for UNWATCH to name. */
+  readonly watches: { conn: number; path: string; token: string }[] = [];
 
   constructor(
     readonly rng: Rng,
@@ -176,6 +177,17 @@ const GENERATORS: Record<string, Gen> = {
     const op = b.rng.chance(0.7) ? MsgType.WATCH : MsgType.UNWATCH;
     // A transaction id on WATCH is allowed by the protocol and ignored by xenstored.
     const tx = b.rng.chance(0.1) ? b.txFor(conn) : NO_TX;
+    const mine = b.watches.filter((w) => w.conn === conn);
+    if (op === MsgType.UNWATCH && mine.length && b.rng.chance(0.7)) {
+      // Unwatch a registered watch, sometimes naming its path in the other form (relative <-> absolute).
+      const w = b.rng.pick(mine);
+      const home = '/local/domain/0/';
+      const other = w.path.startsWith(home) ? w.path.slice(home.length) : w.path.startsWith('/') ? w.path : home + w.path;
+      const named = b.rng.chance(0.3) ? other : w.path;
+      b.add(conn, 'watch', [{ type: op, payload: `${named}\0${w.token}\0`, tx }]);
+      return;
+    }
+    if (op === MsgType.WATCH) b.watches.push({ conn, path, token });
     b.add(conn, 'watch', [{ type: op, payload: `${path}\0${token}\0`, tx }]);
   },
   'watch-special'(b, conn) {
@@ -208,7 +220,8 @@ const GENERATORS: Record<string, Gen> = {
       return;
     }
     const verdict = b.rng.pick(['T', 'T', 'T', 'F', 'X']);
-    b.add(conn, 'tx', [{ type: MsgType.TRANSACTION_END, payload: verdict === 'X' ? 'X\0' : `${verdict}\0`, tx }]);
+    const invalid = b.rng.pick(['X\0', 'T', 'TRUE\0', '\0', 'T\0F\0']);
+    b.add(conn, 'tx', [{ type: MsgType.TRANSACTION_END, payload: verdict === 'X' ? invalid : `${verdict}\0`, tx }]);
     if (verdict !== 'X') {
       mine.splice(mine.indexOf(started), 1);
       b.ended.push(started);
@@ -305,13 +318,12 @@ const GENERATORS: Record<string, Gen> = {
   control(b, conn) {
     const payload = b.rng.pick([
       'print\0hello\0', 'print\0', 'print\0a\0b\0', 'no-such-command\0', '', 'help\0', 'quota\0', 'quota-soft\0',
-      'check\0', 'log\0', 'live-update\0-a\0', 'quota\0max\x002\0',
+      'check\0', 'log\0', 'live-update\0-a\0', 'quota\0max\x002\0', `quota\0${b.rng.pick([0, ...DOMIDS])}\0`,
     ]);
     b.add(conn, 'control', [{ type: MsgType.CONTROL, payload, tx: NO_TX }]);
   },
   'control-memory'(b, conn) {
-    const payload = b.rng.pick(['memreport\0', `quota\0${b.rng.pick([0, ...DOMIDS])}\0`]);
-    b.add(conn, 'control-memory', [{ type: MsgType.CONTROL, payload, tx: NO_TX }]);
+    b.add(conn, 'control-memory', [{ type: MsgType.CONTROL, payload: 'memreport\0', tx: NO_TX }]);
   },
   'long-event'(b, conn) {
     // Event payload = path + NUL + token + NUL; the C xenstored drops events over 4096 bytes.
