@@ -65,6 +65,8 @@ export async function writeDomainSkeleton(xs: XenstoreClient, domid: number, spe
   const roots = new Pipeline(xs);
   roots.dir(dom, rw);
   roots.dir(vm, rw);
+  // The console backend's per-domain parent too (dom0-only; missing ancestors inherit /local/domain/0's (n0)).
+  roots.dir(`/local/domain/0/backend/console/${domid}`, dom0Only);
   await roots.flush();
   await xs.transaction(async (tx) => {
     const q = new Pipeline(tx);
@@ -123,14 +125,8 @@ export async function writeDomainRuntime(xs: XenstoreClient, domid: number, spec
     }
     q.write(`${vm}/start_time`, (Date.now() / 1000).toFixed(2));
     for (const [key, value] of Object.entries(spec.xenstore_data ?? {})) q.write(`${dom}/${key}`, value);
-    await q.flush();
-  }, { retries: TX_RETRIES });
-  // The console backend: parents stay dom0-only (created outside the transaction, see writeDomainSkeleton; a WRITE
-  // creates missing parents with their parent's permissions, (n0) here), the device directory readable by the guest.
-  const be = consoleBackendPath(domid);
-  await ensureDom0Parent(xs, `/local/domain/0/backend/console/${domid}`);
-  await xs.transaction(async (tx) => {
-    const q = new Pipeline(tx);
+    // The console backend (its parent was made with the skeleton): readable by the guest.
+    const be = consoleBackendPath(domid);
     q.dir(be, dom0ReadByGuest(domid));
     q.write(`${be}/frontend`, `${dom}/console`);
     q.write(`${be}/frontend-id`, String(domid));
@@ -146,9 +142,10 @@ export async function writeDomainRuntime(xs: XenstoreClient, domid: number, spec
  * Missing ancestors are created by the WRITE with /local/domain/0's permissions, (n0).
  */
 export async function ensureDom0Parent(xs: XenstoreClient, path: string): Promise<void> {
-  if ((await xs.tryRead(path)) !== undefined) return;
-  await xs.write(path, '');
-  await xs.setPerms(path, dom0Only);
+  // Blind (no read first): rewriting an existing parent's empty value and perms changes nothing.
+  const q = new Pipeline(xs);
+  q.dir(path, dom0Only);
+  await q.flush();
 }
 
 /** Removes a node, ignoring one that is already gone. */
