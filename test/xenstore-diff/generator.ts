@@ -54,7 +54,7 @@ export const ROOT = '/t';
 export const REL_ROOT = 'r';
 export const DOMIDS = [1, 2, 3, 7] as const;
 
-const NAMES = ['a', 'b', 'c', 'd-1', 'e_2'];
+const NAMES = ['a', 'b', 'c', 'd-1', 'e_2', 'f@g'];
 const TOKENS = ['t1', 't2', 'tok'];
 
 class SequenceBuilder {
@@ -165,7 +165,8 @@ const GENERATORS: Record<string, Gen> = {
   },
   'perms-invalid'(b, conn) {
     const path = b.absPath();
-    const bad = b.rng.pick(['x1', 'r', '', 'rr1', 'r-1', 'b1x', 'R1']);
+    // Also numbers C parses leniently (strtol): leading zeros, signs, overflow, spaces.
+    const bad = b.rng.pick(['x1', 'r', '', 'rr1', 'r-1', 'b1x', 'R1', 'r01', 'r+1', 'r 1', 'r1 ', 'r4294967296', 'r99999', 'r0x10']);
     const payload = b.rng.chance(0.2) ? `${path}\0` : `${path}\0${b.rng.chance(0.5) ? 'n0\0' : ''}${bad}\0`;
     b.add(conn, 'perms-invalid', [{ type: MsgType.SET_PERMS, payload, tx: NO_TX }]);
   },
@@ -265,7 +266,12 @@ const GENERATORS: Record<string, Gen> = {
     b.add(conn, 'domain', [frame]);
   },
   'domain-invalid'(b, conn) {
-    const payload = b.rng.pick(['\0', '0\0', 'x\0', '7\0', '7\x00100\0', '7\x00100\x000\0', '7\x00100\0-1\0', '']);
+    // Domids and ports as C's atoi() reads them: signs, leading blanks or zeros, trailing junk, overflow.
+    const payload = b.rng.pick([
+      '\0', '0\0', 'x\0', '7\0', '7\x00100\0', '7\x00100\x000\0', '7\x00100\0-1\0', '',
+      '-1\0', ' 7\0', '07\0', '7abc\0', '+7\0', '0x10\0', '99999999999\0', '4294967303\0', '32752\0',
+      '7\x00100\x00 12\0', '7\x00100\x0012abc\0', '7\x00100\x0099999999999\0',
+    ]);
     let type = b.rng.pick([MsgType.INTRODUCE, MsgType.RELEASE, MsgType.RESUME, MsgType.SET_TARGET, MsgType.GET_DOMAIN_PATH, MsgType.IS_DOMAIN_INTRODUCED]);
     // RELEASE "7" is valid: not for a SET_TARGET target (see SequenceBuilder.targets); SET_TARGET 7 7 neither.
     if ((type === MsgType.RELEASE && payload === '7\0' && b.targets.has(7)) || (type === MsgType.SET_TARGET && payload === '7\x007\0')) {
@@ -300,7 +306,7 @@ const GENERATORS: Record<string, Gen> = {
   },
   'directory-part'(b, conn) {
     const path = b.absPath(1);
-    const offset = b.rng.pick(['0', '0', '1', '3', '100', 'x']);
+    const offset = b.rng.pick(['0', '0', '1', '3', '100', 'x', '-1', '99999999999', ' 2', '2x']);
     b.add(conn, 'directory-part', [{ type: MsgType.DIRECTORY_PART, payload: `${path}\0${offset}\0`, tx: b.txFor(conn) }]);
   },
   'directory-e2big'(b, conn) {
