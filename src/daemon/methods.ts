@@ -10,6 +10,7 @@ import { checkSpec, withId, type VmSpec } from '../vm/spec.js';
 import { vmStateOf } from '../vm/state.js';
 import type { VmOperations } from './operations.js';
 import type { DomainInfoCache } from '../ops/domain-cache.js';
+import type { DomainInfo } from '../hypervisor/types.js';
 
 export interface VmMethodsDeps {
   env: OpsEnv;
@@ -17,6 +18,10 @@ export interface VmMethodsDeps {
   daemonVersion: string;
   /** Domain info for VM.stat/VM.list (a short cache in front of the hypervisor). */
   infoCache: DomainInfoCache;
+}
+
+async function domainMap(hv: OpsEnv['hv']): Promise<Map<number, DomainInfo>> {
+  return new Map((await hv.getDomainInfoList(0, 65536)).map((d) => [d.domid, d]));
 }
 
 export function vmMethods({ env, ops, daemonVersion, infoCache }: VmMethodsDeps): Record<string, Handler> {
@@ -77,7 +82,11 @@ export function vmMethods({ env, ops, daemonVersion, infoCache }: VmMethodsDeps)
       return {};
     },
 
-    'VM.list': async () => ({ vms: await Promise.all(store.listSpecs().map(withState)) }),
+    'VM.list': async () => {
+      // Many running VMs: one domain-list call instead of one call per domain.
+      if (store.listDomains().length > 16) infoCache.fill(await apiErrors(() => domainMap(hv)));
+      return { vms: await Promise.all(store.listSpecs().map(withState)) };
+    },
     'VM.stat': async (p: MethodParams['VM.stat']) => withState(requireSpec(p.id)),
 
     'VM.start': async (p: MethodParams['VM.start']) => {
