@@ -115,6 +115,21 @@ test('node size quota: ENOSPC for a guest when the stored node would reach value
   await t.done();
 });
 
+test('memory quota: a guest whose records and watches reach it gets ENOMEM; CONTROL quota reports it', async () => {
+  const t = await setup();
+  await t.dom0.req(MsgType.CONTROL, 'quota\0set\0memory\x002000\0');
+  await t.guest.write('v', 'x'.repeat(1500));
+  assert.equal(await errnoOf(t.guest.write('w', 'y'.repeat(500))), 'ENOMEM');
+  assert.equal(await errnoOf(t.guest.watch('some/path', 't'.repeat(400))), 'ENOMEM');
+  const report = await t.dom0.req(MsgType.CONTROL, 'quota\x005\0');
+  const memory = Number(/memory\s*:\s*(\d+)/.exec(report)?.[1]);
+  // home (24 + 2 perms + "v\0", key 15) + v (24 + 2 perms + 1500, key 17)
+  assert.equal(memory, 24 + 16 + 2 + 15 + (24 + 16 + 1500 + 17));
+  await t.guest.rm('v');
+  await t.guest.write('w', 'y'.repeat(500));
+  await t.done();
+});
+
 test('watch quota: E2BIG once a guest holds more than the limit', async () => {
   const t = await setup({ quotas: { watches: 3 } });
   // xenstored checks "more than the quota" before adding, so quota + 1 watches fit.

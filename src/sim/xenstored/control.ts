@@ -62,7 +62,7 @@ function quotaCommand(defs: QuotaDef[], allowDomain: boolean): Cmd {
       line('watches', d.nbwatch) +
       line('transactions', transactions) +
       line('outstanding', 0) +
-      line('memory', 0);
+      line('memory', d.memory);
     conn.reply(MsgType.CONTROL, resp + '\0');
     return undefined;
   };

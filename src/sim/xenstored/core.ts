@@ -123,7 +123,64 @@ export class XsCore {
 
   private manualNode(name: string, children: string[]): void {
     const childlen = children.reduce((n, c) => n + c.length + 1, 0);
-    this.db.set(name, { gen: ++this.generation, perms: [{ id: 0, bits: PERM_NONE }], data: Buffer.alloc(0), children, childlen });
+    const rec = { gen: ++this.generation, perms: [{ id: 0, bits: PERM_NONE }], data: Buffer.alloc(0), children, childlen };
+    this.storeSet(null, this.db, name, rec, true);
+  }
+
+  // ---- memory accounting (records, keys and watches, per domain) ----
+
+  /** domain_memory_add: false when an unprivileged domain would reach the memory quota. */
+  memoryAdd(domid: number, delta: number, noQuotaCheck: boolean): boolean {
+    const d = this.domains.find(domid);
+    // Orphaned records (owner gone) are simply not accounted.
+    if (!d) return true;
+    if (delta > 0 && !noQuotaCheck && !isPrivilegedDomid(domid) && this.quotas.memory && d.memory + delta >= this.quotas.memory) {
+      return false;
+    }
+    d.memory += delta;
+    return true;
+  }
+
+  /** Key length and accounting domain of a record: main-store records count for their owner, a
+   *  transaction's private copies (keyed "<generation>/<path>") for the transaction's connection. */
+  private keyCost(conn: Connection | null, map: Map<string, NodeRecord>, name: string, rec: NodeRecord): [number, number] {
+    if (map === this.db) return [rec.perms[0]!.id, name.length];
+    const tx = conn!.transaction!;
+    return [conn!.id, String(tx.generation).length + 1 + name.length];
+  }
+
+  /** do_tdb_write: stores a record, moving its memory from the old owner to the new one. */
+  storeSet(conn: Connection | null, map: Map<string, NodeRecord>, name: string, rec: NodeRecord, noQuotaCheck: boolean): boolean {
+    const old = map.get(name);
+    let oldCost: [number, number] | undefined;
+    if (old) {
+      oldCost = this.keyCost(conn, map, name, old);
+      this.memoryAdd(oldCost[0], -(recordSize(old) + oldCost[1]), true);
+    }
+    const [owner, keyLen] = this.keyCost(conn, map, name, rec);
+    if (!this.memoryAdd(owner, recordSize(rec) + keyLen, noQuotaCheck)) {
+      if (old && oldCost) this.memoryAdd(oldCost[0], recordSize(old) + oldCost[1], true);
+      this.errno = 'ENOMEM';
+      return false;
+    }
+    map.set(name, rec);
+    return true;
+  }
+
+  /** do_tdb_delete. */
+  storeDelete(conn: Connection | null, map: Map<string, NodeRecord>, name: string): void {
+    const old = map.get(name);
+    if (!old) return;
+    const [owner, keyLen] = this.keyCost(conn, map, name, old);
+    this.memoryAdd(owner, -(recordSize(old) + keyLen), true);
+    map.delete(name);
+  }
+
+  /** destroy_transaction: the private copies go, and the memory they were accounted. */
+  discardTransaction(tx: Transaction): void {
+    const prefix = String(tx.generation).length + 1;
+    for (const [name, rec] of tx.local) this.memoryAdd(tx.conn.id, -(recordSize(rec) + prefix + name.length), true);
+    tx.local.clear();
   }
 
   isUnprivileged(conn: Connection | null): boolean {
@@ -244,7 +301,7 @@ export class XsCore {
         a.generation = node.gen;
         a.checkGen = true;
         if (node.gen !== NO_GENERATION) {
-          tx.local.set(node.name, XsCore.record(node));
+          this.storeSet(conn, tx.local, node.name, XsCore.record(node), true);
           a.taNode = true;
         }
       }
@@ -260,13 +317,12 @@ export class XsCore {
 
   private writeRaw(conn: Connection | null, node: XsNode, noQuotaCheck: boolean): boolean {
     this.adjustPerms(node);
-    const size = RECORD_HEADER + node.perms.length * RECORD_PERM + node.data.length + node.childlen;
+    const size = recordSize(node);
     if (!noQuotaCheck && this.isUnprivileged(conn) && size >= this.quotas.valueSize) {
       this.errno = 'ENOSPC';
       return false;
     }
-    node.key!.set(node.name, XsCore.record(node));
-    return true;
+    return this.storeSet(conn, node.key!, node.name, XsCore.record(node), noQuotaCheck);
   }
 
   writeNode(conn: Connection | null, node: XsNode, noQuotaCheck: boolean): boolean {
@@ -377,7 +433,7 @@ export class XsCore {
   }
 
   private destroyNode(conn: Connection, node: XsNode): void {
-    node.key?.delete(node.name);
+    if (node.key) this.storeDelete(conn, node.key, node.name);
     this.entryDec(conn, node);
     if (conn.transaction) conn.transaction.fail = true;
   }
@@ -480,7 +536,7 @@ export class XsCore {
     const ret = this.walk(conn, name, undefined, (node) => {
       const r = this.access(conn, node, Access.Delete);
       if (r > 0) return WALK_SUCCESS_STOP;
-      if (r === 0) node.key!.delete(node.name);
+      if (r === 0) this.storeDelete(conn, node.key!, node.name);
       fireWatches(this, conn, node.name, node, node.name !== name, undefined);
       this.entryDec(conn, node);
       return WALK_RM_CHILDENTRY;
@@ -520,5 +576,10 @@ export class XsCore {
 }
 
 const EMPTY = Buffer.alloc(0);
+
+/** Size of a record as the C daemon stores it: header, permissions, value, children. */
+export function recordSize(rec: NodeRecord): number {
+  return RECORD_HEADER + rec.perms.length * RECORD_PERM + rec.data.length + rec.childlen;
+}
 
 export { PERM_READ };

@@ -14,6 +14,8 @@ export class Domain {
   shutdown = false;
   /** Nodes owned by this domain (quota "nodes"). */
   nbentry = 0;
+  /** Bytes of store records, keys and watches accounted to this domain (quota "memory"). */
+  memory = 0;
   /** Watches held by this domain's connections (quota "watches"). */
   nbwatch = 0;
   /** SET_TARGET: this domain may act on nodes of that one (a device model for its guest). */

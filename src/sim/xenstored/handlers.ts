@@ -198,6 +198,7 @@ const watch: Handler = ({ core }, conn, payload) => {
   }
   for (const w of conn.watches) if (w.node === path && w.token === token) return 'EEXIST';
   if (core.isUnprivileged(conn) && conn.domain!.nbwatch > core.quotas.watches) return 'E2BIG';
+  if (!core.memoryAdd(conn.id, path.length + token.length, false)) return 'ENOMEM';
   const w = { node: path, token, relativePath: relative };
   conn.watches.push(w);
   if (conn.domain) conn.domain.nbwatch++;
@@ -213,6 +214,7 @@ const unwatch: Handler = ({ core }, conn, payload) => {
   const index = conn.watches.findIndex((w) => w.node === path && w.token === token);
   if (index < 0) return 'ENOENT';
   conn.watches.splice(index, 1);
+  core.memoryAdd(conn.id, -(path.length + token.length), true);
   if (conn.domain && conn.domain.nbwatch) conn.domain.nbwatch--;
   conn.ack(MsgType.UNWATCH);
   return undefined;
@@ -300,8 +302,8 @@ const setTarget: Handler = ({ core }, conn, payload) => {
   return undefined;
 };
 
-const resetWatches: Handler = (_ctx, conn) => {
-  resetConnection(conn);
+const resetWatches: Handler = ({ core }, conn) => {
+  resetConnection(core, conn);
   conn.ack(MsgType.RESET_WATCHES);
   return undefined;
 };

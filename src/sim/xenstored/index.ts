@@ -189,7 +189,7 @@ export class SimXenstored {
 
   private forget(conn: Connection): void {
     if (!this.core.connections.has(conn)) return;
-    resetConnection(conn);
+    resetConnection(this.core, conn);
     conn.discardOutput();
     this.dirty.delete(conn);
     this.core.connections.delete(conn);

@@ -12,9 +12,11 @@ export interface ConnectionCloser {
 }
 
 /** conn_delete_all_watches + conn_delete_all_transactions. */
-export function resetConnection(conn: Connection): void {
+export function resetConnection(core: XsCore, conn: Connection): void {
   if (conn.domain) conn.domain.nbwatch = Math.max(0, conn.domain.nbwatch - conn.watches.length);
+  for (const w of conn.watches) core.memoryAdd(conn.id, -(w.node.length + w.token.length), true);
   conn.watches.length = 0;
+  for (const tx of conn.transactions.values()) core.discardTransaction(tx);
   conn.transactions.clear();
   conn.transaction = null;
 }
@@ -31,7 +33,7 @@ export function introduceDomain(core: XsCore, domid: number): void {
     if (domid !== 0) fireWatches(core, null, '@introduceDomain', undefined, true, undefined);
     return;
   }
-  for (const conn of domain.conns) resetConnection(conn);
+  for (const conn of domain.conns) resetConnection(core, conn);
 }
 
 function removeDomidFromPerms(perms: readonly NodePerm[], domid: number): NodePerm[] {

@@ -46,10 +46,10 @@ function finalize(core: XsCore, conn: Connection, tx: Transaction): string | und
     if (!a.modified) continue;
     if (a.taNode) {
       const rec = tx.local.get(a.name);
-      if (rec) core.db.set(a.name, { ...rec, gen: ++core.generation });
+      if (rec) core.storeSet(conn, core.db, a.name, { ...rec, gen: ++core.generation }, true);
       else core.log?.error({ node: a.name }, 'transaction inconsistency');
     } else if (a.generation !== NO_GENERATION) {
-      core.db.delete(a.name);
+      core.storeDelete(conn, core.db, a.name);
     }
     if (a.fireWatch) fireWatches(core, conn, a.name, undefined, a.watchExact, a.perms);
   }
@@ -64,14 +64,18 @@ export function commitTransaction(core: XsCore, conn: Connection, payload: Buffe
   conn.transaction = null;
   // Whatever the outcome, the transaction is over.
   conn.transactions.delete(tx.id);
-  if (arg === 'T') {
-    if (tx.fail) return 'ENOMEM';
-    const err = fixDomains(core, tx, tx.nodeCreated && core.isUnprivileged(conn)) ?? finalize(core, conn, tx);
-    if (err) return err;
-    for (const [domid, delta] of tx.changedDomains) {
-      const d = core.domains.find(domid);
-      if (d) d.nbentry = Math.max(0, d.nbentry + delta);
+  try {
+    if (arg === 'T') {
+      if (tx.fail) return 'ENOMEM';
+      const err = fixDomains(core, tx, tx.nodeCreated && core.isUnprivileged(conn)) ?? finalize(core, conn, tx);
+      if (err) return err;
+      for (const [domid, delta] of tx.changedDomains) {
+        const d = core.domains.find(domid);
+        if (d) d.nbentry = Math.max(0, d.nbentry + delta);
+      }
     }
+  } finally {
+    core.discardTransaction(tx);
   }
   conn.ack(MsgType.TRANSACTION_END);
   return undefined;
