@@ -1,39 +1,15 @@
-// The node database and the node-level operations of xenstored (read, write with implicit parents,
-// recursive remove, permission checks, per-domain node accounting), transaction-aware. The order of
-// every generation-count increment follows the C daemon, because DIRECTORY_PART replies expose it.
+// The node-level operations of xenstored (read, write with implicit parents, recursive remove,
+// permission checks, per-domain node counts), transaction-aware. The order of every generation-count
+// increment follows the C daemon, because DIRECTORY_PART replies expose it.
 import type { Logger } from 'pino';
 import type { Connection } from './connection.js';
-import { DomainTable, isPrivilegedDomid, type Domain, type DomainState } from './domains.js';
+import { isPrivilegedDomid, type Domain, type DomainState } from './domains.js';
 import { PERM_IGNORE, PERM_NONE, PERM_READ, permFor, type NodePerm, type Requester } from './perms.js';
-import { NO_GENERATION, type NodeRecord, type Transaction } from './transaction.js';
+import { RecordStore, recordSize, type Quotas } from './store.js';
+import { NO_GENERATION, type NodeRecord } from './transaction.js';
 import { fireWatches } from './watches.js';
 
-export interface Quotas {
-  nodes: number;
-  watches: number;
-  transactions: number;
-  /** quota_max_entry_size: the stored record (header, permissions, value, children) must stay below it. */
-  valueSize: number;
-  pathMax: number;
-  permissions: number;
-  transactionNodes: number;
-  outstanding: number;
-  memory: number;
-  memorySoft: number;
-}
-
-export const DEFAULT_QUOTAS: Quotas = {
-  nodes: 1000,
-  watches: 128,
-  transactions: 10,
-  valueSize: 2048,
-  pathMax: 2048,
-  permissions: 5,
-  transactionNodes: 1024,
-  outstanding: 20,
-  memory: 2 * 1024 * 1024 + 512 * 1024,
-  memorySoft: 2 * 1024 * 1024,
-};
+export { DEFAULT_QUOTAS, type Quotas } from './store.js';
 
 /** A node read out of the store, being looked at or modified by one request. */
 export interface XsNode {
@@ -64,9 +40,6 @@ export const WALK_RM_CHILDENTRY = 2;
 
 type WalkFn = (node: XsNode) => number;
 
-/** sizeof(struct xs_tdb_record_hdr) and sizeof(struct xs_permissions) in the C daemon's records. */
-const RECORD_HEADER = 24;
-const RECORD_PERM = 8;
 
 const VALID_CHARS = /^[A-Za-z0-9\-/_@]*$/;
 const LOCAL_PREFIX = /^\/local\/domain\/(\d{1,5})\//;
@@ -84,10 +57,7 @@ export function childName(parent: string, child: string): string {
   return parent === '/' ? `/${child}` : `${parent}/${child}`;
 }
 
-export class XsCore {
-  readonly db = new Map<string, NodeRecord>();
-  generation = 0;
-  readonly domains: DomainTable;
+export class XsCore extends RecordStore {
   /** Every live connection, in creation order: watch events are generated in this order. */
   readonly connections = new Set<Connection>();
   /**
@@ -95,22 +65,14 @@ export class XsCore {
    * Only its order matters: it decides when a released domain's connection is really freed (see RELEASE).
    */
   readonly connOrder: (Connection | Domain)[] = [];
-  readonly quotas: Quotas;
   /** Permissions of the special watch paths (SET_PERMS on `@releaseDomain` / `@introduceDomain`). */
   readonly specialPerms = new Map<string, readonly NodePerm[]>([
     ['@releaseDomain', [{ id: 0, bits: PERM_NONE }]],
     ['@introduceDomain', [{ id: 0, bits: PERM_NONE }]],
   ]);
-  /** The errno of the last failed node operation (C style: failures return null and set this). */
-  errno = 'EINVAL';
 
-  constructor(
-    quotas: Partial<Quotas>,
-    hypervisor: (domid: number) => DomainState,
-    readonly log: Logger | undefined,
-  ) {
-    this.quotas = { ...DEFAULT_QUOTAS, ...quotas };
-    this.domains = new DomainTable(hypervisor);
+  constructor(quotas: Partial<Quotas>, hypervisor: (domid: number) => DomainState, log: Logger | undefined) {
+    super(quotas, hypervisor, log);
     // dom0 is introduced at start-up (dom0_init), before the initial nodes exist.
     const dom0 = this.domains.alloc(0, this.generation);
     dom0.introduced = true;
@@ -125,62 +87,6 @@ export class XsCore {
     const childlen = children.reduce((n, c) => n + c.length + 1, 0);
     const rec = { gen: ++this.generation, perms: [{ id: 0, bits: PERM_NONE }], data: Buffer.alloc(0), children, childlen };
     this.storeSet(null, this.db, name, rec, true);
-  }
-
-  // ---- memory accounting (records, keys and watches, per domain) ----
-
-  /** domain_memory_add: false when an unprivileged domain would reach the memory quota. */
-  memoryAdd(domid: number, delta: number, noQuotaCheck: boolean): boolean {
-    const d = this.domains.find(domid);
-    // Orphaned records (owner gone) are simply not accounted.
-    if (!d) return true;
-    if (delta > 0 && !noQuotaCheck && !isPrivilegedDomid(domid) && this.quotas.memory && d.memory + delta >= this.quotas.memory) {
-      return false;
-    }
-    d.memory += delta;
-    return true;
-  }
-
-  /** Key length and accounting domain of a record: main-store records count for their owner, a
-   *  transaction's private copies (keyed "<generation>/<path>") for the transaction's connection. */
-  private keyCost(conn: Connection | null, map: Map<string, NodeRecord>, name: string, rec: NodeRecord): [number, number] {
-    if (map === this.db) return [rec.perms[0]!.id, name.length];
-    const tx = conn!.transaction!;
-    return [conn!.id, String(tx.generation).length + 1 + name.length];
-  }
-
-  /** do_tdb_write: stores a record, moving its memory from the old owner to the new one. */
-  storeSet(conn: Connection | null, map: Map<string, NodeRecord>, name: string, rec: NodeRecord, noQuotaCheck: boolean): boolean {
-    const old = map.get(name);
-    let oldCost: [number, number] | undefined;
-    if (old) {
-      oldCost = this.keyCost(conn, map, name, old);
-      this.memoryAdd(oldCost[0], -(recordSize(old) + oldCost[1]), true);
-    }
-    const [owner, keyLen] = this.keyCost(conn, map, name, rec);
-    if (!this.memoryAdd(owner, recordSize(rec) + keyLen, noQuotaCheck)) {
-      if (old && oldCost) this.memoryAdd(oldCost[0], recordSize(old) + oldCost[1], true);
-      this.errno = 'ENOMEM';
-      return false;
-    }
-    map.set(name, rec);
-    return true;
-  }
-
-  /** do_tdb_delete. */
-  storeDelete(conn: Connection | null, map: Map<string, NodeRecord>, name: string): void {
-    const old = map.get(name);
-    if (!old) return;
-    const [owner, keyLen] = this.keyCost(conn, map, name, old);
-    this.memoryAdd(owner, -(recordSize(old) + keyLen), true);
-    map.delete(name);
-  }
-
-  /** destroy_transaction: the private copies go, and the memory they were accounted. */
-  discardTransaction(tx: Transaction): void {
-    const prefix = String(tx.generation).length + 1;
-    for (const [name, rec] of tx.local) this.memoryAdd(tx.conn.id, -(recordSize(rec) + prefix + name.length), true);
-    tx.local.clear();
   }
 
   isUnprivileged(conn: Connection | null): boolean {
@@ -576,10 +482,3 @@ export class XsCore {
 }
 
 const EMPTY = Buffer.alloc(0);
-
-/** Size of a record as the C daemon stores it: header, permissions, value, children. */
-export function recordSize(rec: NodeRecord): number {
-  return RECORD_HEADER + rec.perms.length * RECORD_PERM + rec.data.length + rec.childlen;
-}
-
-export { PERM_READ };
