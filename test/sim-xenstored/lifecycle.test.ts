@@ -117,6 +117,8 @@ test('the socket is created 0600, replaces a stale one, refuses a non-socket, an
     assert.equal(statSync(path).mode & 0o777, 0o600);
     const c = await WireClient.socket(path);
     assert.equal(await c.req(MsgType.GET_DOMAIN_PATH, '3\0'), '/local/domain/3\0');
+    // A live daemon's socket is not stale: a second one refuses to take it over.
+    await assert.rejects(new SimXenstored().listen(path), /in use/);
     await xs.close();
     assert.equal(await c.waitClosed(), true);
     assert.equal(existsSync(path), false);

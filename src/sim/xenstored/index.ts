@@ -1,7 +1,7 @@
 // The simulated host's xenstored: Xen 4.17 C xenstored semantics over a unix socket (every socket
 // client is dom0, as with the real daemon) and over in-process connections acting as a given domid.
 import { chmod, lstat, unlink } from 'node:fs/promises';
-import { createServer, type Server, type Socket } from 'node:net';
+import { connect, createServer, type Server, type Socket } from 'node:net';
 import { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import { Connection, type ConnectionSink } from './connection.js';
@@ -21,6 +21,18 @@ export interface SimXenstoredOptions {
 /** Without a hypervisor to ask, every ordinary domid exists (as the C daemon under the test shim sees it). */
 /** A client that stops reading while this much output is queued for it is dropped, not buffered forever. */
 const MAX_QUEUED_OUTPUT = 32 * 1024 * 1024;
+
+/** Whether something accepts connections on `path` (a live socket is not a stale one). */
+function answers(path: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const probe = connect(path);
+    probe.once('connect', () => {
+      probe.destroy();
+      resolve(true);
+    });
+    probe.once('error', () => resolve(false));
+  });
+}
 
 function defaultDomainStatus(domid: number): DomainState {
   return domid < DOMID_FIRST_RESERVED ? 'running' : 'gone';
@@ -51,6 +63,7 @@ export class SimXenstored {
     try {
       const st = await lstat(socketPath);
       if (!st.isSocket()) throw new Error(`${socketPath} exists and is not a socket`);
+      if (await answers(socketPath)) throw new Error(`${socketPath} is in use by a running xenstored`);
       await unlink(socketPath);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
