@@ -31,19 +31,19 @@ Logs are JSON lines on stderr. Once the API listens, one JSON line {"ready":true
 Exit status: 0 after a clean stop (SIGINT/SIGTERM), 1 when start-up fails, 2 on a bad command line.
 `;
 
+/** The version in the project's package.json, found by walking up from this module (src/ or dist/src/ layout). */
 export function daemonVersion(): string {
-  try {
-    const pkg = JSON.parse(readFileSync(resolve(import.meta.dirname, '..', '..', 'package.json'), 'utf8')) as { version?: string };
-    if (pkg.version) return pkg.version;
-  } catch {
-    // dist/ layout: one more level up
+  let dir = import.meta.dirname;
+  for (let i = 0; i < 6; i++) {
+    try {
+      const pkg = JSON.parse(readFileSync(resolve(dir, 'package.json'), 'utf8')) as { name?: string; version?: string };
+      if (pkg.name === 'xenopsd-ng' && pkg.version) return pkg.version;
+    } catch {
+      // not here: one level up
+    }
+    dir = resolve(dir, '..');
   }
-  try {
-    const pkg = JSON.parse(readFileSync(resolve(import.meta.dirname, '..', '..', '..', 'package.json'), 'utf8')) as { version?: string };
-    return pkg.version ?? '0.0.0';
-  } catch {
-    return '0.0.0';
-  }
+  return '0.0.0';
 }
 
 function positiveNumber(name: string, raw: string | undefined): number | undefined {
