@@ -59,11 +59,13 @@ export function fireWatches(
   const special = name[0] === '@';
   for (const i of core.connections) {
     if (i.watches.length === 0) continue;
-    if (special) {
-      if (!core.specialReadable(i, name)) continue;
-    } else if (!watchPermitted(core, i, name, node, perms)) continue;
+    // Permission is only worked out once a watch matches (it has no side effects).
+    let permitted: boolean | undefined;
     for (const w of i.watches) {
-      if (exact ? name === w.node : isChild(name, w.node)) i.queueEvent(watchPath(w, name), w.token);
+      if (!(exact ? name === w.node : isChild(name, w.node))) continue;
+      permitted ??= special ? core.specialReadable(i, name) : watchPermitted(core, i, name, node, perms);
+      if (!permitted) break;
+      i.queueEvent(watchPath(w, name), w.token);
     }
   }
 }
