@@ -38,6 +38,11 @@ export class HostMemory {
     return this.cachedFree;
   }
 
+  /** How many pages `dom` could take now: the lesser of its room below max_pages and the host's free pages. */
+  available(dom: SimDomain): number {
+    return Math.max(0, Math.min(dom.maxPages - dom.totPages, this.freePages()));
+  }
+
   /** Takes `pages` from the host for `dom` (the caller populates them next, synchronously), or throws ENOMEM. */
   reserve(call: string, dom: SimDomain, pages: number): void {
     if (dom.totPages + pages > dom.maxPages) {

@@ -8,16 +8,22 @@
 // thousands of pages keeps costing a few bytes per page until somebody reads them.
 import { createHash } from 'node:crypto';
 import { fillPattern } from './pattern.js';
+import { PfnRanges } from './pfn-ranges.js';
 
 export const PAGE_SIZE = 4096;
 export const PAGE_SHIFT = 12;
+/**
+ * The largest p2m the sim gives a guest (1 TiB of pseudo-physical space). A migration stream may
+ * name any pfn below 2^52; one past this bound is refused rather than followed.
+ */
+export const MAX_P2M_PFNS = 1 << 28;
 
 type PageContent = Uint8Array | number;
 
 export class GuestMemory {
   private p2mSizeValue = 0;
   private readonly pages = new Map<number, PageContent>();
-  private readonly holes = new Set<number>();
+  private readonly holes = new PfnRanges();
   /** Dirty pfns since the last clean, while log-dirty is enabled. */
   private dirtyLog: Set<number> | undefined;
 
@@ -44,26 +50,98 @@ export class GuestMemory {
 
   /** Populates pfns [0, count) on a fresh build. */
   populateRange(count: number): void {
-    if (this.holes.size > 0) for (let pfn = 0; pfn < count; pfn++) this.holes.delete(pfn);
+    checkP2mSize(count);
+    this.holes.deleteRange(0, count);
     if (count > this.p2mSizeValue) this.p2mSizeValue = count;
   }
 
   /** Populates one pfn (restore); pfns skipped over become holes. Returns true if it was absent. */
   populate(pfn: number): boolean {
     if (pfn >= this.p2mSizeValue) {
-      for (let gap = this.p2mSizeValue; gap < pfn; gap++) this.holes.add(gap);
+      checkP2mSize(pfn + 1);
+      this.holes.addRange(this.p2mSizeValue, pfn);
       this.p2mSizeValue = pfn + 1;
       return true;
     }
     return this.holes.delete(pfn);
   }
 
-  /** Removes a page from the guest (balloon out); its contents are dropped. Returns true if it was present. */
+  /**
+   * Removes a page from the guest; its contents are dropped. Returns true if it was present. A pfn
+   * past the end grows the p2m with holes (a stream's XTAB entries for a ballooned-out top).
+   */
   release(pfn: number): boolean {
+    if (pfn >= this.p2mSizeValue) {
+      checkP2mSize(pfn + 1);
+      this.holes.addRange(this.p2mSizeValue, pfn + 1);
+      this.p2mSizeValue = pfn + 1;
+      return false;
+    }
     if (!this.isPresent(pfn)) return false;
     this.holes.add(pfn);
     this.pages.delete(pfn);
     return true;
+  }
+
+  /**
+   * The balloon driver gives back up to `count` present pages, highest pfns first; returns how many
+   * went. Costs O(log holes + runs touched + pages whose contents are dropped), not O(p2m size).
+   */
+  releaseHighest(count: number): number {
+    const runs: Array<[number, number]> = [];
+    let want = count;
+    let top = this.p2mSizeValue;
+    const takeRun = (lo: number, hi: number): void => {
+      const take = Math.min(want, hi - lo);
+      if (take <= 0) return;
+      runs.push([hi - take, hi]);
+      want -= take;
+    };
+    for (const [holeStart, holeEnd] of this.holes.rangesDescending()) {
+      if (want === 0) break;
+      takeRun(holeEnd, top);
+      top = holeStart;
+    }
+    if (want > 0) takeRun(0, top);
+    for (const [lo, hi] of runs) {
+      this.holes.addRange(lo, hi);
+      this.dropContents(lo, hi);
+    }
+    return count - want;
+  }
+
+  /** The balloon driver takes back up to `count` pages into its lowest holes; returns how many. */
+  populateLowestHoles(count: number): number {
+    const runs: Array<[number, number]> = [];
+    let want = count;
+    for (const [lo, hi] of this.holes.ranges()) {
+      if (want === 0) break;
+      const take = Math.min(want, hi - lo);
+      runs.push([lo, lo + take]);
+      want -= take;
+    }
+    for (const [lo, hi] of runs) this.holes.deleteRange(lo, hi);
+    return count - want;
+  }
+
+  /** Gives every page back (a failed restore): the p2m is empty again. */
+  releaseAll(): void {
+    this.pages.clear();
+    this.holes.clear();
+    this.p2mSizeValue = 0;
+  }
+
+  /** Runs of holes, ascending (what the p2m does not back). */
+  holeRanges(): IterableIterator<[start: number, end: number]> {
+    return this.holes.ranges();
+  }
+
+  private dropContents(lo: number, hi: number): void {
+    if (hi - lo <= this.pages.size) {
+      for (let pfn = lo; pfn < hi; pfn++) this.pages.delete(pfn);
+    } else {
+      for (const pfn of this.pages.keys()) if (pfn >= lo && pfn < hi) this.pages.delete(pfn);
+    }
   }
 
   /** A page's bytes; undefined for a page that reads as zeros (never written). */
@@ -132,7 +210,11 @@ export class GuestMemory {
     header.writeUInt32LE(this.p2mSizeValue, 0);
     header.writeUInt32LE(this.presentPages, 4);
     hash.update(header);
-    for (const hole of [...this.holes].sort((a, b) => a - b)) hash.update(u64(hole));
+    // Ranges are kept merged, so equal hole sets hash equal.
+    for (const [start, end] of this.holes.ranges()) {
+      hash.update(u64(start));
+      hash.update(u64(end));
+    }
     for (const pfn of [...this.pages.keys()].sort((a, b) => a - b)) {
       const bytes = this.read(pfn);
       if (bytes === undefined || isZero(bytes)) continue;
@@ -140,6 +222,12 @@ export class GuestMemory {
       hash.update(bytes);
     }
     return hash.digest('hex');
+  }
+}
+
+function checkP2mSize(pfns: number): void {
+  if (!Number.isInteger(pfns) || pfns < 0 || pfns > MAX_P2M_PFNS) {
+    throw new RangeError(`a p2m of ${pfns} pfns exceeds the sim's limit of ${MAX_P2M_PFNS}`);
   }
 }
 

@@ -32,6 +32,11 @@ export interface SaveHooks {
   gone(): boolean;
 }
 
+interface PfnList {
+  length: number;
+  at(index: number): number;
+}
+
 export const DEFAULT_MAX_ROUNDS = 5;
 export const DEFAULT_DIRTY_THRESHOLD = 50;
 
@@ -54,13 +59,16 @@ export async function saveDomain(dom: SimDomain, out: Writable, opts: SaveOption
   hooks.settle();
   if (pv) await sink.write(p2mFrames(dom));
 
-  const allPfns = (): number[] => Array.from({ length: memory.p2mSize }, (_, pfn) => pfn);
-  const sendRound = async (pfns: number[], firstPass: boolean): Promise<void> => {
+  // A full pass walks pfn numbers without building an array of them (the p2m may be large and sparse).
+  const allPfns = (): PfnList => ({ length: memory.p2mSize, at: (i) => i });
+  const listOf = (pfns: number[]): PfnList => ({ length: pfns.length, at: (i) => pfns[i]! });
+  const sendRound = async (pfns: PfnList, firstPass: boolean): Promise<void> => {
     stats.rounds++;
     let sent = 0;
     for (let at = 0; at < pfns.length; at += MAX_BATCH) {
       hooks.settle();
-      const batch = pfns.slice(at, at + MAX_BATCH).map((pfn) => pageEntry(dom, pfn, firstPass));
+      const batch: PageEntry[] = [];
+      for (let i = at; i < Math.min(at + MAX_BATCH, pfns.length); i++) batch.push(pageEntry(dom, pfns.at(i), firstPass));
       await sink.write(pageDataRecord(batch));
       sent += batch.length;
       stats.pagesSent += batch.length;
@@ -76,7 +84,7 @@ export async function saveDomain(dom: SimDomain, out: Writable, opts: SaveOption
       hooks.settle();
       const dirtyCount = memory.peekDirty().length;
       if (dirtyCount < threshold || stats.rounds >= maxRounds) break;
-      await sendRound(memory.cleanDirty(), false);
+      await sendRound(listOf(memory.cleanDirty()), false);
     }
   }
 
@@ -85,7 +93,7 @@ export async function saveDomain(dom: SimDomain, out: Writable, opts: SaveOption
   await cb.suspend();
   await hooks.waitSuspended(cb.signal);
   hooks.settle();
-  if (opts.live) await sendRound(memory.cleanDirty(), false);
+  if (opts.live) await sendRound(listOf(memory.cleanDirty()), false);
   else await sendRound(allPfns(), true);
 
   await sink.write(tscInfo(dom));
