@@ -30,7 +30,7 @@ async function freshPair(): Promise<[ServerUnderTest, ServerUnderTest]> {
 }
 
 before(() => {
-  if (!skip) dir = mkdtempSync(join(tmpdir(), 'xenstored-diff-test-'));
+  if (!cXenstoredAvailable()) dir = mkdtempSync(join(tmpdir(), 'xenstored-diff-test-'));
 });
 
 after(async () => {
