@@ -33,6 +33,9 @@ export function introduceDomain(core: XsCore, domid: number): void {
     if (domid !== 0) fireWatches(core, null, '@introduceDomain', undefined, true, undefined);
     return;
   }
+  // Re-introduction resets the domain's ring. dom0's in-process connections stand for the toolstack
+  // (a socket in Xen, which INTRODUCE never touches), so they are left alone.
+  if (domid === 0) return;
   for (const conn of domain.conns) resetConnection(core, conn);
 }
 
