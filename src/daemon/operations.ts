@@ -18,8 +18,8 @@ import type { DomainInfo } from '../hypervisor/types.js';
 export const CHECK_METHOD = 'VM.check_state';
 
 export class VmOperations {
-  /** VMs with a check queued and not yet run (coalescing, as xenopsd's should_keep). */
-  private readonly checksQueued = new Set<string>();
+  /** VM → id of its check task queued and not yet run (coalescing, as xenopsd's should_keep). */
+  private readonly checksQueued = new Map<string, string>();
 
   constructor(
     private readonly env: OpsEnv,
@@ -101,8 +101,7 @@ export class VmOperations {
   /** Queues a check of the VM on its queue (coalesced). Returns the task id, or undefined when one is queued. */
   queueCheck(id: string): string | undefined {
     if (this.checksQueued.has(id)) return undefined;
-    this.checksQueued.add(id);
-    return this.engine.submit({
+    const taskId = this.engine.submit({
       method: CHECK_METHOD,
       vm: id,
       run: async (ctx) => {
@@ -116,5 +115,14 @@ export class VmOperations {
         return { action: pending.action, reason: pending.reason };
       },
     });
+    this.checksQueued.set(id, taskId);
+    // A check cancelled while queued never runs: forget it then too, or the VM would never be checked again.
+    void this.engine.wait(taskId).then(
+      () => {
+        if (this.checksQueued.get(id) === taskId) this.checksQueued.delete(id);
+      },
+      () => this.checksQueued.delete(id),
+    );
+    return taskId;
   }
 }
