@@ -26,6 +26,7 @@ export const CATEGORIES: Readonly<Record<string, string>> = {
   control: 'CONTROL print, help, quota [domid], quota-soft, check, log, live-update -a, and unknown commands',
   'control-memory': 'CONTROL memreport',
   'long-event': 'watch events around the 4096-byte payload limit (path + token)',
+  'watch-many': 'twenty watches on one connection over a subtree, then writes and a subtree RM that fire many of them',
   'tx-header': 'requests that are not node operations (TRANSACTION_START, INTRODUCE, WATCH, CONTROL ...) sent with an open transaction id',
   malformed: 'unknown message types, extra or missing arguments, a last argument without its NUL',
   oversize: 'a header claiming more than 4096 payload bytes (the server drops the connection)',
@@ -340,6 +341,18 @@ const GENERATORS: Record<string, Gen> = {
     b.add(b.rng.int(b.connections), 'long-event', [{ type: MsgType.WRITE, payload: `${ROOT}/${name}\0v`, tx: NO_TX }]);
     if (b.rng.chance(0.5)) b.add(conn, 'long-event', [{ type: MsgType.RM, payload: `${ROOT}/${name}\0`, tx: NO_TX }]);
   },
+  'watch-many'(b, conn) {
+    // Many watches on one connection over a subtree, then one change that fires a number of them:
+    // the order of the resulting events on that connection is compared.
+    const base = `${ROOT}/${b.rng.pick(NAMES)}`;
+    const frames: Frame[] = [];
+    const paths = [ROOT, base, `${base}/x`, `${base}/x/y`, `${base}/z`, `/local/domain/0/${REL_ROOT}`, `${REL_ROOT}`];
+    for (let i = 0; i < 20; i++) frames.push({ type: MsgType.WATCH, payload: `${b.rng.pick(paths)}\0w${i}\0`, tx: NO_TX });
+    b.add(conn, 'watch-many', frames);
+    b.add(b.rng.int(b.connections), 'watch-many', [{ type: MsgType.WRITE, payload: `${base}/x/y/deep\0v`, tx: NO_TX }]);
+    const target = b.rng.pick([base, `${base}/x`, ROOT]);
+    b.add(b.rng.int(b.connections), 'watch-many', [{ type: MsgType.RM, payload: `${target}\0`, tx: b.txFor(conn) }]);
+  },
   'tx-header'(b, conn) {
     // Requests that are not node operations, sent with the id of an open transaction.
     const mine = b.open[conn]!;
@@ -397,7 +410,7 @@ const WEIGHTS: Record<string, number> = {
   node: 30, relative: 6, perms: 8, 'perms-nonexistent-domid': 1, 'perms-invalid': 2, watch: 12, 'watch-special': 3,
   tx: 22, 'tx-foreign': 3, domain: 8, 'domain-invalid': 2, 'invalid-path': 3, 'long-path': 1, 'big-value': 1,
   'directory-part': 2, 'directory-e2big': 0.3, 'reset-watches': 1, control: 1, malformed: 2, oversize: 0.3, pipelined: 3,
-  'control-memory': 0.5, 'long-event': 0.5, 'tx-header': 2,
+  'control-memory': 0.5, 'long-event': 0.5, 'tx-header': 2, 'watch-many': 1,
 };
 
 export function generate(seed: number, opts: GeneratorOptions = {}): Sequence {
