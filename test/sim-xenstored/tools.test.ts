@@ -92,6 +92,16 @@ test('xenstore-rm removes a subtree; removing / fails', { skip: tool('rm').skip 
   assert.notEqual((await xst('rm', '/')).code, 0);
 });
 
+const TEST_XENSTORE = '/usr/lib/xen-4.17/bin/test-xenstore';
+test('Xen\'s own test-xenstore (linked to libxenstore.so.4) passes against the sim', {
+  skip: existsSync(TEST_XENSTORE) ? false : `${TEST_XENSTORE} not installed (package xen-utils-4.17)`,
+}, async () => {
+  const r = await run(TEST_XENSTORE, [], { env: { ...process.env, XENSTORED_PATH: socketPath }, timeout: 20_000 });
+  // One timing line per test case: read, write, dir, rm, transactions (empty, read-modify-write, error).
+  const names = r.stdout.trim().split('\n').map((l) => l.split(':')[0]!.trim());
+  assert.deepEqual(names, ['read 1', 'read 2000', 'write 1', 'write 2000', 'dir', 'rm node', 'rm dir', 'ta empty', 'ta empty x', 'ta rmw', 'ta rmw x', 'ta err']);
+});
+
 test('xenstore-watch sees the initial event and a later write', { skip: tool('watch').skip || tool('write').skip }, async () => {
   const child = spawn(tool('watch').path, ['-n', '2', '/watched'], { env: { ...process.env, XENSTORED_PATH: socketPath } });
   let out = '';
