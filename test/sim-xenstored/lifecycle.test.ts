@@ -133,3 +133,14 @@ test('connectAs rejects domids that cannot exist', () => {
   assert.throws(() => xs.connectAs(0x7ff0), /domid/);
   assert.throws(() => xs.connectAs(1.5), /domid/);
 });
+
+test('an in-process client that ends its side gets the stream closed and its watches forgotten', async () => {
+  const xs = new SimXenstored();
+  const c = new WireClient(xs.connectAs(0));
+  await c.watch('/w', 't');
+  assert.equal(xs.stats().watches, 1);
+  c.stream.end();
+  assert.equal(await c.waitClosed(), true);
+  assert.deepEqual(xs.stats(), { nodes: 3, connections: 0, watches: 0, transactions: 0 });
+  await xs.close();
+});

@@ -125,7 +125,8 @@ export class SimXenstored {
         cb();
       },
       final: (cb) => {
-        if (conn) this.forget(conn);
+        // The guest hung up: end our side too, so the stream closes completely.
+        if (conn) this.drop(conn, 'client closed its side');
         cb();
       },
       destroy: (err, cb) => {
