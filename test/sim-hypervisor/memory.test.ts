@@ -103,6 +103,45 @@ describe('sim hypervisor: memory accounting, ENOMEM and log-dirty over the RPC',
     await h.hv.destroy(domid);
   });
 
+  test('balloon: 1 GiB shrinks to 512 MiB and back; host free memory follows; cost follows pages changed, not guest size', async () => {
+    h.sim.setHostMemory(20 * 1024);
+    try {
+      const domid = await buildGuest(h.hv, { memoryMib: 1024 });
+      const free0 = (await h.hv.physinfo()).freePages;
+      h.sim.balloonFromGuest(domid, 512 * 256);
+      assert.equal((await h.hv.getDomainInfo(domid))!.totPages, 512 * 256);
+      assert.equal((await h.hv.physinfo()).freePages, free0 + 512 * 256);
+      h.sim.balloonFromGuest(domid, 1024 * 256);
+      assert.equal((await h.hv.getDomainInfo(domid))!.totPages, 1024 * 256);
+      assert.equal((await h.hv.physinfo()).freePages, free0);
+      await h.hv.destroy(domid);
+
+      // A 16 GiB guest at half its size whose balloon target moves by a page, 2,000 times: each step
+      // walked the whole p2m before (~20 ms a step, ~40 s in all); it is now a few range operations.
+      const big = await buildGuest(h.hv, { memoryMib: 16 * 1024 });
+      const bigFree0 = (await h.hv.physinfo()).freePages;
+      h.sim.balloonFromGuest(big, 8 * 1024 * 256);
+      const started = performance.now();
+      for (let i = 0; i < 2000; i++) h.sim.balloonFromGuest(big, 8 * 1024 * 256 + (i % 2 === 0 ? 1 : -1));
+      const tookMs = performance.now() - started;
+      assert.ok(tookMs < 2_000, `2,000 one-page balloon steps took ${tookMs.toFixed(0)} ms`);
+      assert.equal((await h.hv.getDomainInfo(big))!.totPages, 8 * 1024 * 256 - 1);
+      assert.equal((await h.hv.physinfo()).freePages, bigFree0 + 8 * 1024 * 256 + 1);
+      await h.hv.destroy(big);
+    } finally {
+      h.sim.setHostMemory(2048);
+    }
+  });
+
+  test('balloon: growth stops at max_pages with ENOMEM, keeping what fitted', async () => {
+    const domid = await buildGuest(h.hv, { memoryMib: 16 });
+    h.sim.balloonFromGuest(domid, 4 * 256);
+    await h.hv.setMaxMem(domid, 8 * 1024);
+    assert.throws(() => h.sim.balloonFromGuest(domid, 16 * 256), (err: unknown) => err instanceof HypervisorError && err.errno === 'ENOMEM');
+    assert.equal((await h.hv.getDomainInfo(domid))!.totPages, 8 * 256);
+    await h.hv.destroy(domid);
+  });
+
   test('an idle guest costs nothing: a 1 GiB guest stores only its boot pages', async () => {
     h.sim.setHostMemory(4096);
     try {
