@@ -55,6 +55,14 @@ async function main(): Promise<number> {
     console.log(`leaving out known differences (--all to include): ${Object.keys(KNOWN_DIFFERENCES).join(', ')}`);
   }
   const dir = mkdtempSync(join(tmpdir(), 'xenstored-diff-'));
+  // Interrupted (Ctrl-C, a timeout): the C daemons die with this process (the shim sets their
+  // parent-death signal); the run directory goes too.
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(sig, () => {
+      rmSync(dir, { recursive: true, force: true });
+      process.exit(130);
+    });
+  }
   let generation = 0;
   const pair = new DiffPair(
     () => startC(join(dir, `c${++generation}`)),

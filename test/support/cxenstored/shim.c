@@ -12,6 +12,8 @@
  *     permissions naming any ordinary domid are kept;
  *   - open("/proc/xen/xsd_port") and open("/proc/xen/xsd_kva"): memfds holding a port number
  *     and a page for dom0's ring.
+ * It also makes xenstored die with the process that started it (PR_SET_PDEATHSIG), so a test
+ * runner killed by a timeout leaves no daemon behind.
  * No Xen header is needed: handles are opaque and the few struct fields written are the
  * leading ones of xc_dominfo_t (domid, ssidref, then the dying/crashed/shutdown bit-field).
  */
@@ -22,7 +24,9 @@
 #include <stdarg.h>
 #include <stdint.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #define DOMID_FIRST_RESERVED 0x7FF0U
@@ -30,6 +34,14 @@
 #define DOM0_PORT "1\n"
 
 static int dummy_handle; /* its address is every handle we return */
+
+__attribute__((constructor)) static void die_with_parent(void)
+{
+	pid_t parent = getppid();
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	if (getppid() != parent) /* the parent died before prctl took effect */
+		_exit(1);
+}
 static int event_pipe[2] = { -1, -1 };
 static uint32_t next_port = 2; /* 1 is dom0's xsd_port */
 
