@@ -131,6 +131,7 @@ export class SimHost {
     this.guests = guests;
     hv.on('unpaused', (domid) => guests.onUnpaused(domid));
     hv.on('resumed', (domid) => guests.onResumed(domid));
+    hv.on('restored', (domid) => guests.onRestored(domid));
     hv.on('paused', (domid) => guests.onPaused(domid));
     hv.on('shutdown', (domid, reason) => {
       guests.onShutdown(domid, reason);

@@ -8,7 +8,11 @@ import type { XsClient } from '../../src/xenstore/client.js';
 import type { DomainInfo } from '../../src/hypervisor/types.js';
 import { HypervisorError } from '../../src/hypervisor/types.js';
 import { HvClient } from './hvclient.js';
-import { connectXs, createDomain, until, waitFor, type TestDomain } from './toolstack.js';
+import { addDevice, connectXs, createDomain, until, vifSpec, waitFor, type TestDomain } from './toolstack.js';
+import { connectSimHypervisor } from '../../src/hypervisor/sim.js';
+import { closeSync, mkdtempSync, openSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 let host: SimHostHandle;
 let xs: XsClient;
@@ -78,6 +82,52 @@ test('suspend then resume (xc_domain_resume): the same guest answers again, with
   assert.ok(performance.now() - t0 < 2500, `resumed guest answered after ${(performance.now() - t0).toFixed(0)} ms`);
   await ctl.call('faults.clear', {});
   await hv.call('destroy', dom.domid);
+});
+
+test('a restored guest carries on at once (no boot delay) and its frontends reconnect to the new backends', async () => {
+  const src = await bootedGuest();
+  const backend = await connectSimHypervisor(host.hypervisorPath);
+  const dir = mkdtempSync(join(tmpdir(), 'sim-restore-'));
+  const image = join(dir, 'guest.stream');
+  try {
+    let fd = openSync(image, 'w');
+    try {
+      await backend.save(src.domid, fd, { live: false }, { suspend: () => xs.write(`${src.dompath}/control/shutdown`, 'suspend') });
+    } finally {
+      closeSync(fd);
+    }
+    await hv.call('destroy', src.domid);
+    // Booting would now take 5 s; the restored guest must not boot.
+    await ctl.call('guest.fault', { fault: 'slow-boot', delayMs: 5000 });
+    fd = openSync(image, 'r');
+    let dst: TestDomain;
+    try {
+      dst = await createDomain(hv, xs, { restore: (domid, storePort, consolePort) => backend.restore(domid, fd, { storePort, consolePort }) });
+    } finally {
+      closeSync(fd);
+    }
+    // One device as the toolstack writes it for a new domain; one whose frontend node was left Closed:
+    // the resumed frontend starts over at Initialising either way (xenbus_dev_resume).
+    const fresh = await addDevice(xs, dst.domid, vifSpec(0, 'xenbr0'));
+    const stale = vifSpec(1, 'xenbr0');
+    stale.frontend = { ...stale.frontend, state: '6' };
+    const left = await addDevice(xs, dst.domid, stale);
+    const t0 = performance.now();
+    await hv.call('unpause', dst.domid);
+    for (const dev of [fresh, left]) {
+      await waitFor(xs, `${dev.frontend}/state`, (v) => v === '4', 2500);
+      await waitFor(xs, `${dev.backend}/state`, (v) => v === '4', 2500);
+    }
+    assert.equal(await xs.read(`${dst.dompath}/control/feature-suspend`), '1', 'the guest advertises again on its new domain');
+    const took = performance.now() - t0;
+    assert.ok(took < 2500, `restored guest connected its devices after ${took.toFixed(0)} ms`);
+    assert.equal(await shutdownReasonAfter(dst, 'poweroff'), 0);
+    await hv.call('destroy', dst.domid);
+  } finally {
+    await ctl.call('faults.clear', {});
+    await backend.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test('a guest ignores an unknown request but still acknowledges it', async () => {

@@ -26,15 +26,24 @@ export interface TestDomain {
   dompath: string;
 }
 
-/** Creates, builds and introduces a PV domain (left paused), with its xenstore skeleton. */
-export async function createDomain(hv: HvClient, xs: XenstoreClient, opts: { memoryMib?: number; name?: string } = {}): Promise<TestDomain> {
+/**
+ * Creates, builds and introduces a PV domain (left paused), with its xenstore skeleton. With `restore`,
+ * the domain's memory comes from that function (a restore call) instead of a build.
+ */
+export async function createDomain(
+  hv: HvClient,
+  xs: XenstoreClient,
+  opts: { memoryMib?: number; name?: string; restore?: (domid: number, storePort: number, consolePort: number) => Promise<{ storeMfn: number | bigint }> } = {},
+): Promise<TestDomain> {
   const uuid = randomUUID();
   const memoryMib = opts.memoryMib ?? 64;
   const domid = await hv.call<number>('createDomain', { handle: uuid, flags: 0, maxVcpus: 1 });
   await hv.call('setMaxMem', domid, memoryMib * 1024);
   const storePort = await hv.call<number>('evtchnAllocUnbound', domid, 0);
   const consolePort = await hv.call<number>('evtchnAllocUnbound', domid, 0);
-  const built = await hv.call<{ storeMfn: number }>('build', domid, { type: 'pv', kernel: '/boot/vmlinuz-sim', memoryMib, storePort, consolePort });
+  const built = opts.restore
+    ? await opts.restore(domid, storePort, consolePort)
+    : await hv.call<{ storeMfn: number }>('build', domid, { type: 'pv', kernel: '/boot/vmlinuz-sim', memoryMib, storePort, consolePort });
   const dp = `/local/domain/${domid}`;
   const ro = dom0ReadBy(domid);
   await put(xs, dp, '', ro);
@@ -51,7 +60,7 @@ export async function createDomain(hv: HvClient, xs: XenstoreClient, opts: { mem
   await put(xs, `${dp}/store`, '', ro);
   await put(xs, `${dp}/store/port`, String(storePort), ro);
   await put(xs, `${dp}/store/ring-ref`, String(built.storeMfn), ro);
-  await xs.introduceDomain(domid, built.storeMfn, storePort);
+  await xs.introduceDomain(domid, Number(built.storeMfn), storePort);
   return { domid, uuid, dompath: dp };
 }
 

@@ -15,6 +15,8 @@ export interface FrontendContext {
   evtchn(): number;
   /** Resolves when the guest's vcpus run (a paused guest does nothing). */
   whenRunning(): Promise<void>;
+  /** The guest was restored: the device starts over at Initialising whatever its node says. */
+  resuming?: boolean;
 }
 
 const BACKEND_PATH = /^\/local\/domain\/\d+\/backend\/(vbd|vif)\/\d+\/\d+$/;
@@ -24,6 +26,7 @@ export class Frontend {
   private running = false;
   private again = false;
   private disposed = false;
+  private resumed = false;
   private backendWatch?: Watch;
   private backendWatched?: string;
   private readonly log: Logger;
@@ -76,7 +79,15 @@ export class Frontend {
       this.onGone(this);
       return;
     }
-    const own = parseState(await readOpt(xs, `${this.path}/state`));
+    let own = parseState(await readOpt(xs, `${this.path}/state`));
+    if (this.ctx.resuming && !this.resumed) {
+      // xenbus_dev_resume: the rings of the saved guest are gone; the handshake starts over.
+      this.resumed = true;
+      if (own !== undefined && own !== XS_STATE.Initialising) {
+        await this.setState(XS_STATE.Initialising);
+        own = XS_STATE.Initialising;
+      }
+    }
     this.state = own;
     const backendPath = await readOpt(xs, `${this.path}/backend`);
     if (backendPath === undefined) return;

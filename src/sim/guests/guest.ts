@@ -28,6 +28,11 @@ export interface GuestOptions {
   ignoreShutdown: boolean;
   /** Pages per second the guest writes once up (0: an idle guest, whose untouched pages cost nothing). */
   dirtyRate: number;
+  /**
+   * The guest was restored from a saved stream: its frontends start the xenbus handshake over with
+   * the backends they find (Linux's xenbus_dev_resume), whatever state their nodes were left in.
+   */
+  resumeDevices?: boolean;
   log: Logger;
 }
 
@@ -118,13 +123,19 @@ export class PvGuest {
   };
 
   private async sleep(ms: number): Promise<void> {
-    if (ms <= 0) return;
+    if (ms <= 0 || this.stopped) return;
+    const signal = this.abort.signal;
     await new Promise<void>((resolve) => {
-      const t = setTimeout(resolve, ms);
-      this.abort.signal.addEventListener('abort', () => {
+      // The listener goes with the timer: a guest waiting long to be introduced sleeps many times.
+      const onAbort = (): void => {
         clearTimeout(t);
         resolve();
-      });
+      };
+      const t = setTimeout(() => {
+        signal.removeEventListener('abort', onAbort);
+        resolve();
+      }, ms);
+      signal.addEventListener('abort', onAbort, { once: true });
     });
   }
 
@@ -263,6 +274,7 @@ export class PvGuest {
           grantRef: () => this.nextGrant++,
           evtchn: () => this.nextPort++,
           whenRunning: this.whenRunning,
+          resuming: this.opts.resumeDevices === true,
         },
         (gone) => {
           if (this.frontends.get(gone.path) === gone) this.frontends.delete(gone.path);

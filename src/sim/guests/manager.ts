@@ -14,8 +14,12 @@ export interface GuestManagerOptions {
 
 export class GuestManager {
   private readonly guests = new Map<number, PvGuest>();
-  /** Domains shut down by a suspend: when resumed (unpaused again) the guest carries on without booting. */
-  private readonly suspended = new Set<number>();
+  /**
+   * Domains whose guest carries on rather than boots when next unpaused: 'resumed' after a suspend
+   * (xc_domain_resume: same domain, its workload never stopped) or 'restored' from a saved stream
+   * (a new domain: the guest's devices reconnect to fresh backends, as Linux's xenbus resume does).
+   */
+  private readonly carryOn = new Map<number, 'resumed' | 'restored'>();
   /** Per domid, or '*' for guests not yet booted. */
   private readonly ignoreShutdown = new Map<number | '*', boolean>();
   private readonly bootDelay = new Map<number | '*', number>();
@@ -31,13 +35,16 @@ export class GuestManager {
       existing.setPaused(false);
       return;
     }
-    const resumed = this.suspended.delete(domid);
+    const carryOn = this.carryOn.get(domid);
+    this.carryOn.delete(domid);
     const guest = new PvGuest(domid, this.platform, {
-      bootDelayMs: resumed ? 0 : (this.bootDelay.get(domid) ?? this.bootDelay.get('*') ?? this.opts.bootDelayMs),
+      bootDelayMs: carryOn ? 0 : (this.bootDelay.get(domid) ?? this.bootDelay.get('*') ?? this.opts.bootDelayMs),
       shutdownDelayMs: this.opts.shutdownDelayMs ?? 10,
       ignoreShutdown: this.ignoreShutdown.get(domid) ?? this.ignoreShutdown.get('*') ?? false,
-      // A resumed guest's workload never stopped: its rate is still set in the model.
-      dirtyRate: resumed ? 0 : (this.opts.dirtyRate ?? 0),
+      // A resumed guest's workload never stopped: its rate is still set in the model. A restored
+      // domain is new to the model, so its workload's rate is set again.
+      dirtyRate: carryOn === 'resumed' ? 0 : (this.opts.dirtyRate ?? 0),
+      resumeDevices: carryOn === 'restored',
       log: this.opts.log,
     });
     this.guests.set(domid, guest);
@@ -46,10 +53,15 @@ export class GuestManager {
 
   /** xc_domain_resume after a suspend: the guest carries on from where it was, without booting. */
   onResumed(domid: number): void {
-    this.suspended.add(domid);
+    this.carryOn.set(domid, 'resumed');
     const existing = this.guests.get(domid);
     if (existing && existing.phase !== 'stopped') return;
     this.onUnpaused(domid);
+  }
+
+  /** restore read a saved guest into the domain: its first unpause continues that guest, no boot. */
+  onRestored(domid: number): void {
+    this.carryOn.set(domid, 'restored');
   }
 
   onPaused(domid: number): void {
@@ -58,14 +70,14 @@ export class GuestManager {
 
   onShutdown(domid: number, reason: number | undefined): void {
     const guest = this.guests.get(domid);
-    if (reason === 2) this.suspended.add(domid);
+    if (reason === 2) this.carryOn.set(domid, 'resumed');
     void guest?.stop();
   }
 
   onDestroyed(domid: number): void {
     const guest = this.guests.get(domid);
     this.guests.delete(domid);
-    this.suspended.delete(domid);
+    this.carryOn.delete(domid);
     this.ignoreShutdown.delete(domid);
     this.bootDelay.delete(domid);
     void guest?.stop();
