@@ -1,5 +1,10 @@
 // The simulated host's xenstored: Xen 4.17 C xenstored semantics over a unix socket (every socket
 // client is dom0, as with the real daemon) and over in-process connections acting as a given domid.
+// Replies, watch events (including their order and the generation counts DIRECTORY_PART shows) match
+// the C daemon byte for byte as a dom0 socket client sees them. Not modelled: memory accounted to
+// queued output, the 20 s drop of unread guest watch events, throttling of guests with 20 requests
+// outstanding. Differences by design: a domain may have several in-process connections (and may open
+// them before it is introduced); re-introducing dom0 does not reset dom0's in-process connections.
 import { chmod, lstat, unlink } from 'node:fs/promises';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { Duplex } from 'node:stream';
