@@ -84,3 +84,26 @@ test('sim --help lists every subcommand; no --dir is a usage error', async () =>
   assert.equal(await simMain(['status'], io), 2);
   assert.match(err, /--dir DIR is required/);
 });
+
+test('a guest waiting to be introduced polls without piling up abort listeners, and stops cleanly', async () => {
+  const { PvGuest } = await import('../../src/sim/guests/guest.js');
+  const { pino } = await import('pino');
+  const warnings: Error[] = [];
+  const onWarning = (w: Error): void => void warnings.push(w);
+  process.on('warning', onWarning);
+  try {
+    const guest = new PvGuest(5, {
+      connectXenstore: () => Promise.reject(new Error('never introduced, never connects')),
+      isIntroduced: () => false,
+      shutdownFromGuest: () => undefined,
+    }, { bootDelayMs: 0, shutdownDelayMs: 0, ignoreShutdown: false, dirtyRate: 0, log: pino({ level: 'silent' }) });
+    guest.start();
+    await new Promise((r) => setTimeout(r, 250)); // ~25 polls of 10 ms
+    await guest.stop();
+    await new Promise((r) => setImmediate(r)); // warnings are emitted on the next tick
+    assert.equal(guest.phase, 'stopped');
+    assert.deepEqual(warnings.filter((w) => /listener/i.test(w.message)).map((w) => w.message), []);
+  } finally {
+    process.off('warning', onWarning);
+  }
+});
