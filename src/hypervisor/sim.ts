@@ -123,10 +123,21 @@ export class SimHypervisorBackend implements Hypervisor {
   async save(domid: number, fd: number, opts: SaveOptions, cb: SaveCallbacks): Promise<SaveStats> {
     const { socket, token, leftover } = await this.openStream();
     let pumpError: Error | undefined;
+    // Only a failure to write the fd is the pump's own story; the stream connection closing early
+    // means the server failed the save, and the call's error (which may arrive after the close) says why.
+    let fdFailed = false;
+    const toFd = async (chunk: Buffer): Promise<void> => {
+      try {
+        await writeAllFd(fd, chunk);
+      } catch (err) {
+        fdFailed = true;
+        throw err;
+      }
+    };
     const callId = this.nextId++;
     const pump = (async () => {
-      if (leftover.length > 0) await writeAllFd(fd, leftover);
-      for await (const chunk of socket) await writeAllFd(fd, chunk as Buffer);
+      if (leftover.length > 0) await toFd(leftover);
+      for await (const chunk of socket) await toFd(chunk as Buffer);
     })().catch((err: Error) => {
       pumpError = err;
       socket.destroy();
@@ -146,7 +157,7 @@ export class SimHypervisorBackend implements Hypervisor {
     } catch (err) {
       socket.destroy();
       await pump;
-      if (pumpError) throw new HypervisorError('save', 'EIO', `writing the stream to fd ${fd}: ${pumpError.message}`);
+      if (pumpError && fdFailed) throw new HypervisorError('save', 'EIO', `writing the stream to fd ${fd}: ${pumpError.message}`);
       throw err;
     }
   }

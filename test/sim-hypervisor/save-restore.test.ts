@@ -275,6 +275,22 @@ describe('sim hypervisor: save/restore through the RPC', { timeout: 60_000 }, ()
     }
   });
 
+  test('an unwritable fd fails a save with EIO naming the fd', async () => {
+    const src = await buildGuest(h.hv, { memoryMib: 4 });
+    const path = join(h.dir, 'readonly.stream');
+    writeFileSync(path, '');
+    const readOnly = openSync(path, 'r');
+    try {
+      await assert.rejects(
+        h.hv.save(src, readOnly, { live: false }, { suspend: async () => undefined }),
+        (err: unknown) => err instanceof HypervisorError && err.errno === 'EIO' && /writing the stream to fd/.test(err.message),
+      );
+    } finally {
+      closeSync(readOnly);
+    }
+    await h.hv.destroy(src);
+  });
+
   test('a restore waiting on an fd with no data yet is cancelled through its signal', async () => {
     const fifo = join(h.dir, 'idle.fifo');
     execFileSync('mkfifo', [fifo]);
