@@ -2,7 +2,7 @@
 // within a second and leaves nothing behind (xenstore tree and domain list as before the operation).
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { addVm, assertConsistent, assertNoLeak, idle, op, opOk, power, snapshot, startWorld, waitTask, type World } from './helpers.js';
+import { addVm, assertConsistent, assertNoLeak, idle, op, opOk, power, snapshot, startWorld, waitTask, settledSnapshot, type World } from './helpers.js';
 
 describe('cancel', { timeout: 180_000 }, () => {
   let w: World;
@@ -13,7 +13,7 @@ describe('cancel', { timeout: 180_000 }, () => {
     const warm = await addVm(w.api, { vbds: [{ device: 'xvda', path: w.disk }], vifs: [{}] });
     await opOk(w.api, 'VM.start', { id: warm });
     await opOk(w.api, 'VM.shutdown', { id: warm, mode: 'hard' });
-    baseline = await snapshot(w);
+    baseline = await settledSnapshot(w);
   });
   after(async () => {
     await w?.close();
@@ -48,7 +48,7 @@ describe('cancel', { timeout: 180_000 }, () => {
   test('VM.shutdown (hard) cancelled before its atom leaves the VM running and untouched', async () => {
     const id = await addVm(w.api, { vifs: [{}] });
     await opOk(w.api, 'VM.start', { id });
-    const before = await snapshot(w);
+    const before = await settledSnapshot(w);
     const t = await cancelAt('VM.shutdown', { id, mode: 'hard' }, 0);
     assert.equal(t.state, 'cancelled');
     assert.equal(await power(w.api, id), 'running');

@@ -206,3 +206,14 @@ export async function idle(w: World, timeoutMs = 15_000): Promise<void> {
     return tasks.every((t) => t.state !== 'pending' && t.state !== 'running');
   }, timeoutMs, 'daemon idle');
 }
+
+/** A snapshot taken once destroyed domains are gone (a baseline must not include a domain still dying). */
+export async function settledSnapshot(w: World): Promise<{ tree: string[]; domains: string[] }> {
+  let snap = await snapshot(w);
+  const end = Date.now() + 10_000;
+  while (snap.domains.some((d) => d.endsWith(':dying')) && Date.now() < end) {
+    await new Promise((r) => setTimeout(r, 50));
+    snap = await snapshot(w);
+  }
+  return snap;
+}

@@ -3,7 +3,7 @@
 // a guest that powers off / reboots by itself. After each, the xenstore tree and the domain list are as before.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { addVm, assertNoLeak, op, opOk, power, snapshot, startWorld, until, type World } from './helpers.js';
+import { addVm, assertNoLeak, op, opOk, power, snapshot, startWorld, until, settledSnapshot, type World } from './helpers.js';
 
 describe('VM lifecycle on the sim', { timeout: 120_000 }, () => {
   let w: World;
@@ -15,7 +15,7 @@ describe('VM lifecycle on the sim', { timeout: 120_000 }, () => {
     const id = await addVm(w.api, { vbds: [{ device: 'xvda', path: w.disk }], vifs: [{}] });
     await opOk(w.api, 'VM.start', { id });
     await opOk(w.api, 'VM.shutdown', { id, mode: 'hard' });
-    baseline = await snapshot(w);
+    baseline = await settledSnapshot(w);
   });
   after(async () => {
     await w?.close();

@@ -3,7 +3,7 @@
 // nothing leaks.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { addVm, assertConsistent, assertNoLeak, idle, opOk, power, snapshot, startWorld, until, type World } from './helpers.js';
+import { addVm, assertConsistent, assertNoLeak, idle, opOk, power, snapshot, startWorld, until, settledSnapshot, type World } from './helpers.js';
 
 describe('daemon restart', { timeout: 300_000 }, () => {
   let w: World;
@@ -14,7 +14,7 @@ describe('daemon restart', { timeout: 300_000 }, () => {
     const warm = await addVm(w.api, { vbds: [{ device: 'xvda', path: w.disk }], vifs: [{}] });
     await opOk(w.api, 'VM.start', { id: warm });
     await opOk(w.api, 'VM.shutdown', { id: warm, mode: 'hard' });
-    baseline = await snapshot(w);
+    baseline = await settledSnapshot(w);
   });
   after(async () => {
     await w?.close();
