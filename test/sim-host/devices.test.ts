@@ -8,7 +8,7 @@ import { startSimHost, type SimHostHandle } from '../support/simhost.js';
 import { SimControlClient } from '../../src/sim/control/client.js';
 import type { XsClient } from '../../src/xenstore/client.js';
 import { HvClient } from './hvclient.js';
-import { addDevice, connectXs, createDomain, vbdSpec, vifSpec, waitFor } from './toolstack.js';
+import { addDevice, connectXs, createDomain, until, vbdSpec, vifSpec, waitFor } from './toolstack.js';
 
 let host: SimHostHandle;
 let xs: XsClient;
@@ -151,5 +151,21 @@ test('the backend does not trust the frontend: garbage state is ignored, bad rin
   await waitFor(xs, `${vbd.backend}/state`, (v) => v === '5' || v === '6');
   assert.match(await xs.read(`/local/domain/0/error/backend/vbd/${dom.domid}/51712/error`), /ring-ref/);
   assert.equal(host.child.exitCode, null);
+  await hv.call('destroy', dom.domid);
+});
+
+test('a backend directory the toolstack removes while the backend is mid-step is not brought back', async () => {
+  const dom = await createDomain(hv, xs);
+  await ctl.call('xenstored.latency', { ms: 20 });
+  try {
+    const vif = await addDevice(xs, dom.domid, vifSpec(7, 'xenbr0'));
+    // With 20 ms a reply, the backend writes its dozen probe keys one by one: the directory goes after the first.
+    await waitFor(xs, `${vif.backend}/feature-sg`, (v) => v === '1');
+    await xs.rm(vif.backend);
+    await until(async () => ((await ctl.call('status')).backends[vif.backend] === undefined ? true : undefined), 'the backend to let go of the device', 3000);
+    assert.equal(await xs.tryRead(vif.backend), undefined, 'the removed backend directory stays removed');
+  } finally {
+    await ctl.call('xenstored.latency', { ms: 0 });
+  }
   await hv.call('destroy', dom.domid);
 });

@@ -55,7 +55,8 @@ export class BackendDevice {
           try {
             await this.reconcile();
           } catch (err) {
-            if (!this.disposed) this.log.warn({ err }, 'backend step failed');
+            if (err instanceof DeviceGone) this.again = true; // the next run finds the directory gone and lets go
+            else if (!this.disposed) this.log.warn({ err }, 'backend step failed');
           }
         } while (this.again && !this.disposed);
       } finally {
@@ -124,7 +125,7 @@ export class BackendDevice {
     // Probe a new device; probe again when a frontend starts over after a close (driver reload).
     const fresh = cur === undefined || cur === XS_STATE.Unknown || cur === XS_STATE.Initialising;
     if (fresh || (cur === XS_STATE.Closed && front === XS_STATE.Initialising)) {
-      await writeChanged(xs, this.path, await this.kind.probeKeys(be));
+      await this.write(await this.kind.probeKeys(be));
       await this.setState(XS_STATE.InitWait);
     }
 
@@ -139,7 +140,7 @@ export class BackendDevice {
         await this.fatal(keys);
         return;
       }
-      await writeChanged(xs, this.path, keys);
+      await this.write(keys);
       await this.setState(XS_STATE.Connected);
       this.log.info('connected');
     }
@@ -152,15 +153,15 @@ export class BackendDevice {
       if (fault?.mode === 'fail') throw new HotplugError(fault.message ?? 'hotplug script failed (injected fault)');
       const keys = await this.kind.hotplug(be);
       const { 'hotplug-status': status, ...rest } = keys;
-      await writeChanged(xs, this.path, rest);
+      await this.write(rest);
       // hotplug-status last: it is what the toolstack waits for.
-      await xs.write(`${this.path}/hotplug-status`, status ?? 'connected');
+      await this.write({ 'hotplug-status': status ?? 'connected' });
       this.hotplug = 'connected';
     } catch (err) {
       if (!(err instanceof HotplugError)) throw err;
       this.log.info({ error: err.message }, 'hotplug script failed');
-      await xs.write(`${this.path}/hotplug-error`, err.message);
-      await xs.write(`${this.path}/hotplug-status`, 'error');
+      await this.write({ 'hotplug-error': err.message });
+      await this.write({ 'hotplug-status': 'error' });
       this.hotplug = 'error';
     }
   }
@@ -173,8 +174,13 @@ export class BackendDevice {
   }
 
   private async setState(s: XenbusState): Promise<void> {
-    await writeChanged(this.ctx.xs, this.path, { state: String(s) });
+    await this.write({ state: String(s) });
     this.state = s;
+  }
+
+  /** Writes keys of the device's directory; if the toolstack removed it meanwhile, the step ends here. */
+  private async write(keys: Record<string, string>): Promise<void> {
+    if (!(await writeChanged(this.ctx.xs, this.path, keys))) throw new DeviceGone();
   }
 
   private async watchFrontend(frontendPath: string): Promise<void> {
@@ -194,6 +200,13 @@ export class BackendDevice {
         if (!this.disposed) this.log.debug({ err }, 'frontend watch ended');
       }
     })();
+  }
+}
+
+/** The device's backend directory disappeared during a step. */
+class DeviceGone extends Error {
+  constructor() {
+    super('backend directory removed');
   }
 }
 

@@ -1,6 +1,6 @@
 // Small helpers shared by the sim backends and the sim frontends: xenbus states and untrusted values.
 import { XS_STATE } from '../../xenstore/wire.js';
-import type { XsOps } from '../../xenstore/types.js';
+import type { XenstoreClient, XsOps } from '../../xenstore/types.js';
 import { XsError } from '../../xenstore/types.js';
 
 export { XS_STATE };
@@ -29,9 +29,17 @@ export async function readOpt(xs: XsOps, path: string): Promise<string | undefin
   }
 }
 
-/** Writes each key below dir whose current value differs (so that re-running a step fires no watch). */
-export async function writeChanged(xs: XsOps, dir: string, keys: Record<string, string>): Promise<void> {
-  for (const [k, v] of Object.entries(keys)) {
-    if ((await readOpt(xs, `${dir}/${k}`)) !== v) await xs.write(`${dir}/${k}`, v);
-  }
+/**
+ * Writes each key below dir whose current value differs (so that re-running a step fires no watch), in
+ * one transaction and only while dir exists, as xenbus_switch_state checks its node: a backend whose
+ * directory the toolstack removed meanwhile must not bring it back. Returns false when dir is gone.
+ */
+export async function writeChanged(xs: XenstoreClient, dir: string, keys: Record<string, string>): Promise<boolean> {
+  return xs.transaction(async (tx) => {
+    if ((await tx.tryRead(dir)) === undefined) return false;
+    for (const [k, v] of Object.entries(keys)) {
+      if ((await tx.tryRead(`${dir}/${k}`)) !== v) await tx.write(`${dir}/${k}`, v);
+    }
+    return true;
+  });
 }
