@@ -58,6 +58,14 @@ async function main(): Promise<void> {
   const api = new ApiClient(daemon.socketPath, { maxSockets: 64 });
   const results: Record<string, unknown> = { quick, node: process.version, date: new Date().toISOString() };
   try {
+    // Warm-up (JIT, connections, caches in both processes), not measured.
+    const warm = (await api.call<{ id: string }>('VM.add', { vm: spec('warm') })).id;
+    for (let i = 0; i < 30; i++) {
+      await startOne(api, warm);
+      const { task } = await api.call<{ task: string }>('VM.shutdown', { id: warm, mode: 'hard' });
+      await api.call('TASK.wait', { id: task, timeout_s: 60 });
+    }
+
     // --- VM.start latency at N running domains
     const running: string[] = [];
     const latency: Record<string, unknown> = {};
