@@ -5,7 +5,9 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { appendFileSync, existsSync } from 'node:fs';
+import { appendFileSync, closeSync, existsSync, mkdtempSync, openSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { HypervisorError, ShutdownReason, type DomainInfo } from '../../src/hypervisor/types.js';
 import { openXenHypervisor, type XenHypervisorBackend } from '../../src/hypervisor/xen.js';
@@ -132,84 +134,187 @@ test('a build with a missing kernel fails naming xc_dom_kernel_file, and the dom
   for (const domid of [...created]) await destroyAndWait(domid);
 });
 
-test('PV guest introduced to xenstored boots, says so in xenstore, and powers off on control/shutdown', { skip: noKernel, timeout: 600_000 }, async () => {
+// --- guests introduced to xenstored (what the daemon's VM.start does above the hypervisor) ---
+
+type Xenstore = Awaited<ReturnType<typeof import('../../src/xenstore/index.js').openXenstore>>;
+interface Guest {
+  domid: number;
+  storePort: number;
+  consolePort: number;
+  storeMfn: bigint;
+  consoleMfn: bigint;
+}
+
+async function openXs(): Promise<Xenstore> {
   const { openXenstore } = await import('../../src/xenstore/index.js');
-  const xs = await openXenstore({ transport: 'native', reconnect: false });
-  let dom = '';
-  /** The guest's xenstore subtree, for a failure message. */
-  const dump = async (path: string, depth = 0): Promise<string[]> => {
-    if (depth > 4) return [];
-    const value = await xs.tryRead(path).catch(() => undefined);
-    const lines = [`${path} = ${JSON.stringify(value ?? null)}`];
-    for (const child of await xs.directory(path).catch(() => [] as string[])) lines.push(...(await dump(`${path}/${child}`, depth + 1)));
-    return lines;
-  };
-  const step = async <T>(what: string, body: () => Promise<T>): Promise<T> => {
-    try {
-      return await body();
-    } catch (err) {
-      const info = dom ? await hv.getDomainInfo(Number(dom.split('/').pop())) : undefined;
-      throw new Error(`${what}: ${(err as Error).message}\ndomain: ${JSON.stringify(info)}\n${dom ? (await dump(dom)).join('\n') : ''}`);
+  return openXenstore({ transport: 'native', reconnect: false });
+}
+
+async function dumpTree(xs: Xenstore, path: string, depth = 0): Promise<string[]> {
+  if (depth > 4) return [];
+  const value = await xs.tryRead(path).catch(() => undefined);
+  const lines = [`${path} = ${JSON.stringify(value ?? null)}`];
+  for (const child of await xs.directory(path).catch(() => [] as string[])) lines.push(...(await dumpTree(xs, `${path}/${child}`, depth + 1)));
+  return lines;
+}
+
+/** Runs one stage; a failure says which, with the domain's state and xenstore subtree. */
+async function stage<T>(xs: Xenstore, domid: number, what: string, body: () => Promise<T>): Promise<T> {
+  try {
+    return await body();
+  } catch (err) {
+    const info = await hv.getDomainInfo(domid);
+    throw new Error(`${what}: ${(err as Error).message}\ndomain: ${JSON.stringify(info)}\n${(await dumpTree(xs, `/local/domain/${domid}`)).join('\n')}`);
+  }
+}
+
+/**
+ * What a PV Linux needs (libxl's layout, trimmed): its home read-only to it, the nodes it writes owned by it,
+ * the xenstore and console rings; then the introduction (xenconsoled attaches to the console on it).
+ */
+async function introduce(xs: Xenstore, g: Guest): Promise<void> {
+  const dom = `/local/domain/${g.domid}`;
+  const guestOwned = [{ id: g.domid, perm: 'n' as const }];
+  await xs.transaction(async (tx) => {
+    await tx.mkdir(dom);
+    await tx.setPerms(dom, [{ id: 0, perm: 'n' }, { id: g.domid, perm: 'r' }]);
+    await tx.write(`${dom}/name`, `xenopsd-itest-${g.domid}`);
+    await tx.write(`${dom}/domid`, String(g.domid));
+    await tx.write(`${dom}/store/port`, String(g.storePort));
+    await tx.write(`${dom}/store/ring-ref`, String(g.storeMfn));
+    await tx.write(`${dom}/console/port`, String(g.consolePort));
+    await tx.write(`${dom}/console/ring-ref`, String(g.consoleMfn));
+    await tx.write(`${dom}/console/limit`, '1048576');
+    await tx.write(`${dom}/console/type`, 'xenconsoled');
+    await tx.write(`${dom}/console/output`, 'pty');
+    await tx.write(`${dom}/memory/target`, String(MEMORY_MIB * 1024));
+    await tx.write(`${dom}/memory/static-max`, String(MEMORY_MIB * 1024));
+    await tx.mkdir(`${dom}/control`);
+    for (const node of ['shutdown', 'feature-poweroff', 'feature-reboot', 'feature-suspend', 'sysrq']) {
+      await tx.write(`${dom}/control/${node}`, '');
+      await tx.setPerms(`${dom}/control/${node}`, guestOwned);
     }
-  };
+    for (const rw of ['data', 'device', 'error', 'drivers', 'feature', 'attr']) {
+      await tx.mkdir(`${dom}/${rw}`);
+      await tx.setPerms(`${dom}/${rw}`, guestOwned);
+    }
+  });
+  await xs.introduceDomain(g.domid, g.storeMfn, g.storePort);
+  assert.equal(await xs.isDomainIntroduced(g.domid), true);
+}
+
+/** The kernel's xenbus is up when it advertises the shutdown requests it handles (over the store ring). */
+function waitXenbus(xs: Xenstore, domid: number): Promise<number> {
+  return stage(xs, domid, 'waiting for the guest to write control/feature-poweroff', () =>
+    waitFor('control/feature-poweroff = 1', 360_000, async () => (await xs.tryRead(`/local/domain/${domid}/control/feature-poweroff`)) === '1'),
+  );
+}
+
+/**
+ * Asks the guest to shut down (control/shutdown) until Xen reports it shut down for `reason`. Before its init
+ * has made /sbin/poweroff a request finds no command, so it is repeated whenever the guest acknowledged it.
+ */
+function requestShutdown(xs: Xenstore, domid: number, request: 'poweroff' | 'suspend', reason: number, timeoutMs = 180_000): Promise<number> {
+  let lastAsk = 0;
+  const node = `/local/domain/${domid}/control/shutdown`;
+  return stage(xs, domid, `waiting for the guest to ${request}`, () =>
+    waitFor(`shutdown (${request})`, timeoutMs, async () => {
+      if ((await xs.tryRead(node)) === '' && Date.now() - lastAsk > 2000) {
+        lastAsk = Date.now();
+        await xs.write(node, request);
+      }
+      const info = await hv.getDomainInfo(domid);
+      if (info?.shutdown && info.shutdownReason !== reason) throw new Error(`shut down with reason ${info.shutdownReason}, wanted ${reason}`);
+      return info?.shutdown === true;
+    }),
+  );
+}
+
+/**
+ * libxl's order: the tree goes, then the domain. No XS_RELEASE first: xenstored would forget the domain and not
+ * fire @releaseDomain when it dies, so xenconsoled would keep the console page mapped and the domain would stay
+ * a zombie ("dying") for ever.
+ */
+async function removeGuest(xs: Xenstore, domid: number): Promise<number> {
+  await xs.rm(`/local/domain/${domid}`);
+  const goneMs = await destroyAndWait(domid);
+  await waitFor('xenstored to forget the domain', 30_000, async () => !(await xs.isDomainIntroduced(domid).catch(() => false)));
+  return goneMs;
+}
+
+test('PV guest introduced to xenstored boots, says so in xenstore, and powers off on control/shutdown', { skip: noKernel, timeout: 600_000 }, async () => {
+  const xs = await openXs();
   try {
     const t0 = Date.now();
-    const { domid, storePort, consolePort, storeMfn, consoleMfn, ms } = await createAndBuild(kernel!);
-    dom = `/local/domain/${domid}`;
-    // What a PV Linux needs (libxl's layout, trimmed): its home read-only to it, the nodes it writes owned by it,
-    // the xenstore and console rings (xenconsoled attaches to the console on the introduction).
-    const guestOwned = [{ id: domid, perm: 'n' as const }];
-    await xs.transaction(async (tx) => {
-      await tx.mkdir(dom);
-      await tx.setPerms(dom, [{ id: 0, perm: 'n' }, { id: domid, perm: 'r' }]);
-      await tx.write(`${dom}/name`, `xenopsd-itest-${domid}`);
-      await tx.write(`${dom}/domid`, String(domid));
-      await tx.write(`${dom}/store/port`, String(storePort));
-      await tx.write(`${dom}/store/ring-ref`, String(storeMfn));
-      await tx.write(`${dom}/console/port`, String(consolePort));
-      await tx.write(`${dom}/console/ring-ref`, String(consoleMfn));
-      await tx.write(`${dom}/console/limit`, '1048576');
-      await tx.write(`${dom}/console/type`, 'xenconsoled');
-      await tx.write(`${dom}/console/output`, 'pty');
-      await tx.write(`${dom}/memory/target`, String(MEMORY_MIB * 1024));
-      await tx.write(`${dom}/memory/static-max`, String(MEMORY_MIB * 1024));
-      await tx.mkdir(`${dom}/control`);
-      for (const node of ['shutdown', 'feature-poweroff', 'feature-reboot', 'feature-suspend', 'sysrq']) {
-        await tx.write(`${dom}/control/${node}`, '');
-        await tx.setPerms(`${dom}/control/${node}`, guestOwned);
-      }
-      for (const rw of ['data', 'device', 'error', 'drivers', 'feature', 'attr']) {
-        await tx.mkdir(`${dom}/${rw}`);
-        await tx.setPerms(`${dom}/${rw}`, guestOwned);
-      }
-    });
-    await xs.introduceDomain(domid, storeMfn, storePort);
-    assert.equal(await xs.isDomainIntroduced(domid), true);
-    await hv.unpause(domid);
+    const g = await createAndBuild(kernel!);
+    await introduce(xs, g);
+    await hv.unpause(g.domid);
     const tUnpause = Date.now();
-    // The kernel's xenbus is up when it advertises the shutdown requests it handles (over the store ring we built).
-    const bootMs = await step('waiting for the guest to write control/feature-poweroff', () =>
-      waitFor('control/feature-poweroff = 1', 360_000, async () => (await xs.tryRead(`${dom}/control/feature-poweroff`)) === '1'),
-    );
-    // Its init makes /sbin/poweroff; until then a request finds no command, so repeat it while it is acknowledged.
-    const tAsk = Date.now();
-    let lastAsk = 0;
-    const offMs = await step('waiting for the guest to power itself off', () =>
-      waitFor('shutdown (poweroff)', 180_000, async () => {
-        const cur = await xs.tryRead(`${dom}/control/shutdown`);
-        if (cur === '' && Date.now() - lastAsk > 2000) {
-          lastAsk = Date.now();
-          await xs.write(`${dom}/control/shutdown`, 'poweroff');
-        }
-        return (await hv.getDomainInfo(domid))?.shutdown === true;
-      }),
-    );
-    assert.equal((await hv.getDomainInfo(domid))!.shutdownReason, ShutdownReason.poweroff);
-    await xs.releaseDomain(domid);
-    await xs.rm(dom);
-    await destroyAndWait(domid);
-    figures('pv-introduced-poweroff', { ...ms, xenbus_up_ms: bootMs, guest_poweroff_ms: offMs, unpause_to_off_ms: Date.now() - tUnpause, total_ms: Date.now() - t0 });
+    const bootMs = await waitXenbus(xs, g.domid);
+    const offMs = await requestShutdown(xs, g.domid, 'poweroff', ShutdownReason.poweroff);
+    const goneMs = await removeGuest(xs, g.domid);
+    figures('pv-introduced-poweroff', { ...g.ms, xenbus_up_ms: bootMs, guest_poweroff_ms: offMs, destroy_ms: goneMs, unpause_to_off_ms: Date.now() - tUnpause, total_ms: Date.now() - t0 });
   } finally {
+    await xs.close();
+  }
+});
+
+test('PV guest saved (suspended through xenstore) and restored into a new domain runs on', { skip: noKernel, timeout: 900_000 }, async () => {
+  const xs = await openXs();
+  const dir = mkdtempSync(join(tmpdir(), 'xenopsd-itest-save-'));
+  const streamPath = join(dir, 'pv.stream');
+  try {
+    const g = await createAndBuild(kernel!);
+    await introduce(xs, g);
+    await hv.unpause(g.domid);
+    await waitXenbus(xs, g.domid);
+
+    const out = openSync(streamPath, 'w');
+    const tSave = Date.now();
+    let suspendMs = 0;
+    let stats;
+    try {
+      stats = await stage(xs, g.domid, 'saving', () =>
+        hv.save(g.domid, out, { live: false }, {
+          suspend: async () => {
+            suspendMs = await requestShutdown(xs, g.domid, 'suspend', ShutdownReason.suspend, 120_000);
+          },
+        }),
+      );
+    } finally {
+      closeSync(out);
+    }
+    const saveMs = Date.now() - tSave;
+    const bytes = statSync(streamPath).size;
+    assert.ok(bytes > MEMORY_MIB * 1024 * 1024 * 0.5, `stream of ${bytes} bytes for a ${MEMORY_MIB} MiB guest`);
+    assert.equal(stats.bytes, bytes);
+    await removeGuest(xs, g.domid);
+
+    const tRestore = Date.now();
+    const domid = await hv.createDomain({ handle: randomUUID(), flags: 0, maxVcpus: 1 });
+    created.add(domid);
+    await hv.setMaxVcpus(domid, 1);
+    await hv.setMaxMem(domid, MEMORY_MIB * 1024 + 1024);
+    const storePort = await hv.evtchnAllocUnbound(domid, 0);
+    const consolePort = await hv.evtchnAllocUnbound(domid, 0);
+    const input = openSync(streamPath, 'r');
+    let rings;
+    try {
+      rings = await hv.restore(domid, input, { storePort, consolePort });
+    } finally {
+      closeSync(input);
+    }
+    const restoreMs = Date.now() - tRestore;
+    assert.ok(rings.storeMfn > 0n && rings.consoleMfn > 0n, JSON.stringify({ ...rings, storeMfn: String(rings.storeMfn), consoleMfn: String(rings.consoleMfn) }));
+    const restored: Guest = { domid, storePort, consolePort, ...rings };
+    await introduce(xs, restored);
+    await hv.unpause(domid);
+    // The resumed kernel reconnects to xenstore and re-registers its watches: a poweroff request reaches it.
+    const offMs = await requestShutdown(xs, domid, 'poweroff', ShutdownReason.poweroff);
+    await removeGuest(xs, domid);
+    figures('pv-save-restore', { save_ms: saveMs, suspend_ms: suspendMs, stream_bytes: bytes, restore_ms: restoreMs, resumed_poweroff_ms: offMs });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
     await xs.close();
   }
 });
