@@ -15,7 +15,7 @@ export interface OpsTimeouts {
   deviceInitMs: number;
   /** Hotplug script to report (libxl: 40 s). */
   hotplugMs: number;
-  /** Default time a guest has to answer a clean shutdown (xenopsd: 60 s... per request). */
+  /** Default time a guest has to answer a clean shutdown, when the request gives no timeout_s. */
   shutdownS: number;
 }
 

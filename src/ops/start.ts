@@ -27,7 +27,7 @@ function createFlags(spec: VmSpec): number {
   return spec.type === 'pv' ? 0 : CreateFlag.hvm | CreateFlag.hap;
 }
 
-/** The atoms of starting spec; onBuilt receives the DomainRecord once it is saved. */
+/** The atoms of starting spec (the record of the built domain is saved just before the unpause). */
 export function startAtoms(env: OpsEnv, spec: VmSpec, opts: { paused: boolean }): Atom[] {
   const { hv, xs, store } = env;
   const b: Building = { devices: [] };
