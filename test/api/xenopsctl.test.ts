@@ -85,6 +85,23 @@ describe('xenopsctl', { timeout: 120_000 }, () => {
     assert.equal((await ctl(sock, ['vm', 'shutdown', id, '--hard'])).code, 0);
   });
 
+  test('events follows the updates log', async () => {
+    const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/xenopsctl.ts', '--socket', w.daemon.socketPath, '--json', 'events'], { cwd: REPO });
+    try {
+      let out = '';
+      child.stdout.on('data', (c) => (out += c));
+      // Skip what the log already holds, then expect the new VM's id.
+      await new Promise((r) => setTimeout(r, 2000));
+      const { id } = await w.api.call('VM.add', { vm: { name: 'ev', type: 'pv', memory: { max_mib: 32 }, vcpus: { max: 1 }, boot: { kernel: '/k' } } });
+      const end = Date.now() + 10_000;
+      while (!out.includes(id) && Date.now() < end) await new Promise((r) => setTimeout(r, 50));
+      const line = out.split('\n').find((l) => l.includes(id));
+      assert.deepEqual(JSON.parse(line!), { kind: 'vm', id });
+    } finally {
+      child.kill('SIGTERM');
+    }
+  });
+
   test('--help documents the exit codes', async () => {
     const help = await ctl('/x', ['--help']);
     assert.equal(help.code, 0);
