@@ -25,8 +25,9 @@ export function parseTree(text: string): Tree {
 }
 
 /**
- * What one guest's start puts in xenstore: its own tree, its backends in dom0, its /vm entry and libxl's private
- * area; plus the per-type parents a toolstack creates under dom0's backend directory.
+ * The nodes compared both ways: what one guest's start puts in xenstore (its own tree, its backends in dom0, its /vm
+ * entry, libxl's private area) and the parents a toolstack creates for them. xl's tree holds a whole host; outside
+ * this scope only nodes that the daemon's tree has and xl's host had not count (as extra).
  */
 const SCOPE: RegExp[] = [
   /^\/local\/domain\/DOMID(\/|$)/,
@@ -61,6 +62,7 @@ export interface TreeDiff {
   differences: Difference[];
 }
 
+/** Differences between xl's tree (expected) and the daemon's (actual), in scope and, for extra nodes, anywhere. */
 export function diffTrees(expected: Tree, actual: Tree): TreeDiff {
   const differences: Difference[] = [];
   let expectedNodes = 0;
@@ -86,8 +88,8 @@ export function diffTrees(expected: Tree, actual: Tree): TreeDiff {
     if (same) identical++;
   }
   for (const [path, got] of actual) {
-    if (!inScope(path)) continue;
-    actualNodes++;
+    if (inScope(path)) actualNodes++;
+    // Outside the guest's subtrees too: a node xl's whole host did not have is one the daemon should not write.
     if (!expected.has(path)) differences.push({ kind: 'extra', path, actual: `"${got.value}" (${got.perms})` });
   }
   return { expectedNodes, actualNodes, identical, differences };

@@ -107,6 +107,7 @@ describe("the daemon's xenstore tree against xl's on real Xen 4.17", { timeout: 
   let daemon: DaemonHandle | undefined;
   let xs: XsClient | undefined;
   let domid = -1;
+  let vmId = '';
   let disk = '';
   let rawLs: string | undefined;
   let rawWalk = '';
@@ -125,6 +126,7 @@ describe("the daemon's xenstore tree against xl's on real Xen 4.17", { timeout: 
     closeSync(fd);
 
     const { id } = await daemon.api.call<{ id: string }>('VM.add', { vm: xlEquivalentVm(disk) });
+    vmId = id;
     const { task } = await daemon.api.call<{ task: string }>('VM.start', { id });
     const done = await daemon.api.call<{ state: string; error?: unknown }>('TASK.wait', { id: task, timeout_s: 15 });
     assert.equal(done.state, 'completed', `VM.start: ${JSON.stringify(done.error)}`);
@@ -165,6 +167,24 @@ describe("the daemon's xenstore tree against xl's on real Xen 4.17", { timeout: 
     // Not vacuous: the guest's tree is there and all of it outside libxl's area, bar a few known keys, is identical.
     const libxlNodes = [...xl.keys()].filter((p) => p === '/libxl' || p.startsWith('/libxl/')).length;
     assert.ok(diff.identical >= diff.expectedNodes - libxlNodes - 10, `only ${diff.identical} of ${diff.expectedNodes} identical`);
+  });
+
+  test('values the normaliser hides are what xl writes there', () => {
+    const raw = parseTree(rawLs ?? rawWalk);
+    const value = (p: string) => raw.get(p.replace(/DOMID/g, String(domid)).replace('UUID', vmId))?.value;
+    // The guest's uuid (normalised to UUID everywhere) is its VM's id.
+    assert.equal(value('/local/domain/DOMID/vm'), `/vm/${vmId}`);
+    assert.equal(value('/vm/UUID/uuid'), vmId);
+    // libxl's MACs are Xen's OUI plus three random octets; both ends carry the same one.
+    assert.match(value('/local/domain/0/backend/vif/DOMID/0/mac') ?? '', /^00:16:3e(:[0-9a-f]{2}){3}$/);
+    assert.equal(value('/local/domain/DOMID/device/vif/0/mac'), value('/local/domain/0/backend/vif/DOMID/0/mac'));
+    // Seconds since the epoch with two decimals, and recent.
+    const start = value('/vm/UUID/start_time') ?? '';
+    assert.match(start, /^\d+\.\d{2}$/);
+    assert.ok(Math.abs(Number(start) - Date.now() / 1000) < 120, `start_time ${start}`);
+    // The first two event channels of a fresh guest: xenstore's, then the console's (as in every xl run).
+    assert.equal(value('/local/domain/DOMID/store/port'), '1');
+    assert.equal(value('/local/domain/DOMID/console/port'), '2');
   });
 
   test('the client walk reads exactly what xenstore-ls -fp prints', { skip: hasXenstoreLs() ? false : `${XENSTORE_LS} is not installed (Debian's xenstore-utils)` }, () => {
