@@ -18,9 +18,9 @@ export function hasXenstoreLs(): boolean {
   return existsSync(XENSTORE_LS);
 }
 
-/** `xenstore-ls -fp` against the xenstored listening on socketPath. */
-export async function xenstoreLs(socketPath: string): Promise<string> {
-  const { stdout } = await promisify(execFile)(XENSTORE_LS, ['-fp'], {
+/** `xenstore-ls -fp [root]` against the xenstored listening on socketPath. */
+export async function xenstoreLs(socketPath: string, root = '/'): Promise<string> {
+  const { stdout } = await promisify(execFile)(XENSTORE_LS, ['-fp', root], {
     env: { ...process.env, XENSTORED_PATH: socketPath },
     timeout: 10_000,
     maxBuffer: 16 << 20,
@@ -28,7 +28,7 @@ export async function xenstoreLs(socketPath: string): Promise<string> {
   return stdout;
 }
 
-/** A value as xenstore-ls prints it: printable ASCII as is, the rest escaped (\t \n \r \\ or three octal digits). */
+/** A value as xenstore-ls prints it: printable ASCII as is; \t \n \r \\; bytes 0-7 as \ooo, the rest \xhh. */
 export function sanitiseValue(value: string): string {
   let out = '';
   for (const c of Buffer.from(value, 'utf8')) {
@@ -37,13 +37,14 @@ export function sanitiseValue(value: string): string {
     else if (c === 0x0a) out += '\\n';
     else if (c === 0x0d) out += '\\r';
     else if (c === 0x5c) out += '\\\\';
-    else out += '\\' + c.toString(8).padStart(3, '0');
+    else if (c < 0x08) out += '\\' + c.toString(8).padStart(3, '0');
+    else out += '\\x' + c.toString(16).padStart(2, '0');
   }
   return out;
 }
 
-/** The same lines as `xenstore-ls -fp`, in the same (DIRECTORY) order, read with the project's client. */
-export async function walkTree(xs: XsClient): Promise<string> {
+/** The same lines as `xenstore-ls -fp [root]` (root's descendants), in the same order, read with the project's client. */
+export async function walkTree(xs: XsClient, root = '/'): Promise<string> {
   const lines: string[] = [];
   const walk = async (path: string): Promise<void> => {
     for (const child of await xs.directory(path)) {
@@ -56,7 +57,7 @@ export async function walkTree(xs: XsClient): Promise<string> {
       await walk(full);
     }
   };
-  await walk('/');
+  await walk(root);
   return lines.join('\n') + '\n';
 }
 
