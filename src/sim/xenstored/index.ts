@@ -13,6 +13,7 @@ import { Connection, type ConnectionSink } from './connection.js';
 import { XsCore, type Quotas } from './core.js';
 import { DOMID_FIRST_RESERVED, type DomainState } from './domains.js';
 import { processMessage, type HandlerContext } from './handlers.js';
+import { useReadBuffer } from './socket-read.js';
 import { checkDomains, resetConnection, type ConnectionCloser } from './lifecycle.js';
 
 export interface SimXenstoredOptions {
@@ -53,6 +54,8 @@ export class SimXenstored {
   private readonly sockets = new Set<Socket>();
   private readonly dirty = new Set<Connection>();
   private closing = false;
+  /** Where every socket's bytes are read to (see socket-read.ts); a request's payload is only used while handled. */
+  private readonly readBuffer = Buffer.allocUnsafe(64 * 1024);
 
   constructor(opts: SimXenstoredOptions = {}) {
     this.log = opts.logger;
@@ -108,7 +111,11 @@ export class SimXenstored {
       },
     };
     const conn = this.newConnection(0, false, sink);
-    sock.on('data', (chunk: Buffer) => this.input(conn, chunk));
+    // Requests are framed and handled synchronously, so every socket can share one read buffer.
+    const readBuffer = this.readBuffer;
+    if (!useReadBuffer(sock, readBuffer, (n) => this.input(conn, readBuffer.subarray(0, n)))) {
+      sock.on('data', (chunk: Buffer) => this.input(conn, chunk));
+    }
     sock.on('error', () => undefined);
     sock.on('close', () => {
       this.sockets.delete(sock);

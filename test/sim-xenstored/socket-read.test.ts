@@ -1,0 +1,70 @@
+// The accepted sockets of the sim xenstored read into one shared buffer (socket-read.ts): on this Node
+// the internals it uses are there, the bytes delivered are the bytes sent whatever the read boundaries,
+// and a client hanging up still closes the socket.
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { connect, createServer, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { useReadBuffer } from '../../src/sim/xenstored/socket-read.js';
+
+test('an accepted socket reads into the given buffer and still ends and closes', { timeout: 10_000 }, async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'sim-xenstored-socket-read-'));
+  const socketPath = join(dir, 'socket');
+  const buf = Buffer.alloc(64);
+  const received: Buffer[] = [];
+  const server = createServer((sock) => {
+    accepted = useReadBuffer(sock, buf, (n) => {
+      // The callback sees bytes at the start of the shared buffer, valid only now: copy them.
+      received.push(Buffer.from(buf.subarray(0, n)));
+      if (n === 0 || n > buf.length) throw new Error(`bad read size ${n}`);
+    });
+    sock.on('error', () => undefined);
+    sock.once('close', () => closed());
+  });
+  let accepted: boolean | undefined;
+  let closed!: () => void;
+  const wasClosed = new Promise<void>((r) => (closed = r));
+  try {
+    await new Promise<void>((r) => server.listen(socketPath, r));
+    const client: Socket = connect(socketPath);
+    await new Promise<void>((r) => client.once('connect', r));
+    // More than the buffer holds in one write: it arrives in several reads.
+    const big = Buffer.from(Array.from({ length: 1000 }, (_, i) => i & 0xff));
+    client.write(big);
+    await new Promise<void>((r) => {
+      const check = () => (Buffer.concat(received).length >= big.length ? r() : setTimeout(check, 5));
+      check();
+    });
+    assert.equal(accepted, true, 'this Node lets an accepted socket read into a user buffer');
+    assert.ok(received.length >= Math.ceil(big.length / buf.length), 'reads are at most the buffer size');
+    assert.deepEqual(Buffer.concat(received), big);
+    client.end();
+    await wasClosed;
+  } finally {
+    await new Promise<void>((r) => server.close(() => r()));
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a socket already given a read buffer is left alone', { timeout: 10_000 }, async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'sim-xenstored-socket-read-'));
+  const socketPath = join(dir, 'socket');
+  const results: boolean[] = [];
+  const server = createServer((sock) => {
+    results.push(useReadBuffer(sock, Buffer.alloc(16), () => undefined));
+    results.push(useReadBuffer(sock, Buffer.alloc(16), () => undefined));
+    sock.destroy();
+  });
+  try {
+    await new Promise<void>((r) => server.listen(socketPath, r));
+    const client = connect(socketPath);
+    client.on('error', () => undefined);
+    await new Promise<void>((r) => client.once('close', () => r()));
+    assert.deepEqual(results, [true, false]);
+  } finally {
+    await new Promise<void>((r) => server.close(() => r()));
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
