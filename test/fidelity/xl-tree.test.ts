@@ -81,7 +81,7 @@ const KNOWN_DIFFERENCES: KnownDifference[] = [
   },
 ];
 
-/** The same guest as the fixture's (fixtures/nested-xen: guest-init.sh and the suite's xl config). */
+/** The guest of the xl config in fixtures/nested-xen/dom0-suite.sh, as a VM spec. */
 function xlEquivalentVm(disk: string): Record<string, unknown> {
   return {
     name: 'pv1',
