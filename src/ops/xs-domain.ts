@@ -67,8 +67,13 @@ export async function writeDomainSkeleton(xs: XenstoreClient, domid: number, spe
   roots.dir(vm, rw);
   // The console backend's per-domain parent too (dom0-only; missing ancestors inherit /local/domain/0's (n0)).
   roots.dir(`/local/domain/0/backend/console/${domid}`, dom0Only);
-  await roots.flush();
+  // The transaction starts without waiting for the roots' replies: its TRANSACTION_START goes out on the same
+  // connection after them, and xenstored handles a connection's requests in order, so the transaction sees the
+  // roots (one round trip fewer). A failed root fails the body, which aborts the transaction.
+  const rootsDone = roots.flush();
+  rootsDone.catch(() => {}); // observed by the body below; this keeps an early failure from being "unhandled"
   await xs.transaction(async (tx) => {
+    await rootsDone;
     const q = new Pipeline(tx);
     q.write(`${vm}/uuid`, spec.id);
     q.write(`${vm}/name`, spec.name);

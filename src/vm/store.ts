@@ -5,7 +5,15 @@
 //   <stateDir>/journal/<uuid>.json  JournalEntry while an operation runs on the VM
 import { join } from 'node:path';
 import { mkdir } from 'node:fs/promises';
-import { writeFileAtomic, removeFileDurable, readJsonFile, listJsonFiles } from './atomic-file.js';
+import {
+  writeFileAtomic,
+  removeFileDurable,
+  readJsonFile,
+  listJsonFiles,
+  isMemoryBacked,
+  writeFileAtomicSync,
+  removeFileDurableSync,
+} from './atomic-file.js';
 import type { VmSpec } from './spec.js';
 
 export interface DeviceRecord {
@@ -50,11 +58,16 @@ export class VmStore {
   private readonly domains = new Map<string, DomainRecord>();
   private readonly journal = new Map<string, JournalEntry>();
 
+  /** On a file system in memory, records are written with synchronous calls (microseconds, no thread-pool hop). */
+  private syncIo = false;
+
   private constructor(private readonly dir: string) {}
 
-  static async open(dir: string): Promise<VmStore> {
+  /** opts.synchronous overrides the choice made from the file system's type (tests cover both ways). */
+  static async open(dir: string, opts: { synchronous?: boolean } = {}): Promise<VmStore> {
     const store = new VmStore(dir);
     await mkdir(dir, { recursive: true, mode: 0o700 });
+    store.syncIo = opts.synchronous ?? isMemoryBacked(dir);
     await store.load('vms', store.specs);
     await store.load('domains', store.domains);
     await store.load('journal', store.journal);
@@ -72,6 +85,23 @@ export class VmStore {
     return join(this.dir, sub, `${id}.json`);
   }
 
+  private async write(sub: string, id: string, value: unknown): Promise<void> {
+    const path = this.path(sub, id);
+    if (this.syncIo) writeFileAtomicSync(path, JSON.stringify(value));
+    else await writeFileAtomic(path, JSON.stringify(value));
+  }
+
+  private async remove(sub: string, id: string): Promise<void> {
+    const path = this.path(sub, id);
+    if (this.syncIo) removeFileDurableSync(path);
+    else await removeFileDurable(path);
+  }
+
+  /** Whether records are written synchronously (the state directory is in memory). */
+  get synchronousWrites(): boolean {
+    return this.syncIo;
+  }
+
   // --- specs
   getSpec(id: string): VmSpec | undefined {
     return this.specs.get(id);
@@ -83,11 +113,11 @@ export class VmStore {
     return this.listSpecs().filter((s) => s.name === name);
   }
   async putSpec(spec: VmSpec): Promise<void> {
-    await writeFileAtomic(this.path('vms', spec.id), JSON.stringify(spec));
+    await this.write('vms', spec.id, spec);
     this.specs.set(spec.id, spec);
   }
   async removeSpec(id: string): Promise<void> {
-    await removeFileDurable(this.path('vms', id));
+    await this.remove('vms', id);
     this.specs.delete(id);
   }
 
@@ -99,11 +129,11 @@ export class VmStore {
     return [...this.domains.values()];
   }
   async putDomain(rec: DomainRecord): Promise<void> {
-    await writeFileAtomic(this.path('domains', rec.vm), JSON.stringify(rec));
+    await this.write('domains', rec.vm, rec);
     this.domains.set(rec.vm, rec);
   }
   async removeDomain(vm: string): Promise<void> {
-    await removeFileDurable(this.path('domains', vm));
+    await this.remove('domains', vm);
     this.domains.delete(vm);
   }
 
@@ -115,12 +145,12 @@ export class VmStore {
     return [...this.journal.values()];
   }
   async putJournal(entry: JournalEntry): Promise<void> {
-    await writeFileAtomic(this.path('journal', entry.vm), JSON.stringify(entry));
+    await this.write('journal', entry.vm, entry);
     this.journal.set(entry.vm, entry);
   }
   async removeJournal(vm: string): Promise<void> {
     if (!this.journal.has(vm)) return;
-    await removeFileDurable(this.path('journal', vm));
+    await this.remove('journal', vm);
     this.journal.delete(vm);
   }
 }

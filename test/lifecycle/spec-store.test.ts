@@ -1,11 +1,12 @@
 // The pure parts under the lifecycle: disk numbering, spec rules, the crash-safe store, the on_* decision.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { checkSpec, vbdDevid, type VmSpec } from '../../src/vm/spec.js';
 import { VmStore } from '../../src/vm/store.js';
+import { isMemoryBacked } from '../../src/vm/atomic-file.js';
 import { pendingAction } from '../../src/ops/domain-action.js';
 import type { DomainInfo } from '../../src/hypervisor/types.js';
 import type { DomainRecord } from '../../src/vm/store.js';
@@ -43,22 +44,38 @@ test('checkSpec names each cross-field problem', () => {
   assert.deepEqual(paths(spec({ xenstore_data: { 'vm-data/ok': '1', '../up': 'x' } })), ['/vm/xenstore_data/../up']);
 });
 
-test('the store survives a reopen and ignores a temp file a crash left', async () => {
+for (const synchronous of [false, true]) {
+test(`the store survives a reopen and ignores a temp file a crash left (${synchronous ? 'synchronous' : 'asynchronous'} writes)`, async () => {
   const dir = mkdtempSync(join(tmpdir(), 'vmstore-'));
   try {
-    const a = await VmStore.open(dir);
+    const a = await VmStore.open(dir, { synchronous });
+    assert.equal(a.synchronousWrites, synchronous);
     await a.putSpec(spec());
     await a.putJournal({ vm: spec().id, op: 'start', taskId: 't', started: 'now', args: { paused: true } });
     writeFileSync(join(dir, 'vms', '.tmp.1.1'), '{"torn');
-    const b = await VmStore.open(dir);
+    const b = await VmStore.open(dir, { synchronous: !synchronous });
     assert.deepEqual(b.getSpec(spec().id), spec());
     assert.equal(b.getJournal(spec().id)?.args?.paused, true);
     assert.deepEqual(readdirSync(join(dir, 'vms')), [`${spec().id}.json`]);
     await b.removeJournal(spec().id);
     await b.removeSpec(spec().id);
+    await b.removeSpec(spec().id); // already gone: no error
     const c = await VmStore.open(dir);
     assert.equal(c.listSpecs().length, 0);
     assert.equal(c.listJournal().length, 0);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+}
+
+test('a state dir in memory is written synchronously, one on disk is not', { skip: !existsSync('/dev/shm') && 'no /dev/shm' }, async () => {
+  assert.equal(isMemoryBacked('/dev/shm'), true);
+  assert.equal(isMemoryBacked('/proc/self'), false);
+  assert.equal(isMemoryBacked('/does/not/exist'), false);
+  const dir = mkdtempSync(join('/dev/shm', 'vmstore-'));
+  try {
+    assert.equal((await VmStore.open(dir)).synchronousWrites, true);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
