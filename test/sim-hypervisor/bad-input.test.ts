@@ -2,7 +2,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createConnection, type Socket } from 'node:net';
 import { encodeFrame, FrameDecoder } from '../../src/hypervisor/rpc-frames.js';
-import { startHarness, type Harness } from './harness.js';
+import { buildGuest, startHarness, waitFor, type Harness } from './harness.js';
 
 /** A raw connection: send bytes, read decoded frames. */
 class Raw {
@@ -92,6 +92,46 @@ describe('sim hypervisor: bad input on the socket gets errors, the server carrie
     assert.equal(err.error.errno, 'EPROTO');
     assert.match(err.error.detail, /exceeds/);
     await raw.waitClosed();
+  });
+
+  test('a connection that breaks its framing while its save waits on a callback: the save ends, the domain is not left busy', async () => {
+    const domid = await buildGuest(h.hv, { memoryMib: 4 });
+    // A stream connection: its token comes in a frame, then raw stream bytes follow (drained unread).
+    const stream = createConnection(h.socketPath);
+    stream.on('error', () => undefined);
+    stream.write(encodeFrame({ t: 'stream' }));
+    const token = await new Promise<string>((resolve) => {
+      const decoder = new FrameDecoder();
+      const onData = (chunk: Buffer): void => {
+        const reply = decoder.push(chunk, () => true)[0] as { token?: string } | undefined;
+        if (!reply) return;
+        stream.off('data', onData);
+        stream.on('data', () => undefined);
+        resolve(reply.token!);
+      };
+      stream.on('data', onData);
+    });
+    const raw = await Raw.open(h.socketPath);
+    raw.send({ t: 'call', id: 1, call: 'save', args: [domid, token, { live: false }] });
+    const cb = await raw.next();
+    assert.equal(cb.t, 'cb', 'the server asks for the suspend callback');
+    const head = Buffer.alloc(4);
+    head.writeUInt32BE(0xfffffff0);
+    raw.send(head); // the framing is broken: the server closes this connection
+    await raw.waitClosed();
+    // The save is over (its callback failed with the connection): log-dirty may be enabled again.
+    await waitFor(async () => {
+      try {
+        await h.hv.shadowControl(domid, 'enable_logdirty');
+        return true;
+      } catch (err) {
+        if ((err as { errno?: string }).errno === 'EBUSY') return false;
+        throw err;
+      }
+    });
+    await h.hv.shadowControl(domid, 'off');
+    stream.destroy();
+    await h.hv.destroy(domid);
   });
 
   test('messages that are not calls: not a map, unknown kind, no id, stray callback answer', async () => {

@@ -209,11 +209,16 @@ class Connection {
 
   close(): void {
     if (this.closed) return;
+    this.endCalls();
+    this.socket.destroy();
+  }
+
+  /** No more frames on this connection: its calls are cancelled and its waiting callbacks fail. */
+  private endCalls(): void {
     this.closed = true;
     for (const controller of this.inflight.values()) controller.abort();
     for (const cb of this.callbacks.values()) cb.reject(new HypervisorError('save', 'ECONNRESET', 'client went away during a callback'));
     this.callbacks.clear();
-    this.socket.destroy();
   }
 
   /** Asks the client to run a callback of call `callId`; resolves on its answer. */
@@ -245,9 +250,11 @@ class Connection {
     try {
       values = this.decoder.push(chunk, (v) => isObject(v) && v['t'] === 'stream');
     } catch (err) {
+      // The byte stream cannot be resynchronised: say why, then end the connection and its calls
+      // (a save waiting on this connection's suspend callback must not wait for ever).
       this.send({ t: 'error', error: { call: 'frame', errno: 'EPROTO', detail: (err as Error).message } });
       this.socket.end();
-      this.closed = true;
+      this.endCalls();
       return;
     }
     for (const value of values) {
