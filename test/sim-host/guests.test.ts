@@ -180,6 +180,18 @@ test('balloon: the guest follows memory/target and tot_pages follow it', async (
   await hv.call('destroy', dom.domid);
 });
 
+test('a shut-down domain paused and unpaused again runs no guest (no vcpu runs after SCHEDOP_shutdown)', async () => {
+  const dom = await bootedGuest();
+  assert.equal(await shutdownReasonAfter(dom, 'poweroff'), 0);
+  await xs.write(`${dom.dompath}/data/updated`, '0');
+  await hv.call('pause', dom.domid);
+  await hv.call('unpause', dom.domid);
+  await new Promise((r) => setTimeout(r, 150)); // a booting guest (30 ms boot delay) would have written by now
+  assert.equal(await xs.read(`${dom.dompath}/data/updated`), '0', 'no guest agent came back');
+  assert.equal((await ctl.call('status')).domains.find((d) => d.domid === dom.domid)?.guest?.phase, 'stopped');
+  await hv.call('destroy', dom.domid);
+});
+
 test('a paused guest does not answer until unpaused', async () => {
   const dom = await bootedGuest();
   await hv.call('pause', dom.domid);

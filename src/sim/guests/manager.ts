@@ -20,6 +20,8 @@ export class GuestManager {
    * (a new domain: the guest's devices reconnect to fresh backends, as Linux's xenbus resume does).
    */
   private readonly carryOn = new Map<number, 'resumed' | 'restored'>();
+  /** Domains shut down (and not resumed): unpausing one runs no vcpu, so no guest starts. */
+  private readonly shutDown = new Set<number>();
   /** Per domid, or '*' for guests not yet booted. */
   private readonly ignoreShutdown = new Map<number | '*', boolean>();
   private readonly bootDelay = new Map<number | '*', number>();
@@ -30,6 +32,7 @@ export class GuestManager {
   ) {}
 
   onUnpaused(domid: number): void {
+    if (this.shutDown.has(domid)) return;
     const existing = this.guests.get(domid);
     if (existing && existing.phase !== 'stopped') {
       existing.setPaused(false);
@@ -53,6 +56,7 @@ export class GuestManager {
 
   /** xc_domain_resume after a suspend: the guest carries on from where it was, without booting. */
   onResumed(domid: number): void {
+    this.shutDown.delete(domid);
     this.carryOn.set(domid, 'resumed');
     const existing = this.guests.get(domid);
     if (existing && existing.phase !== 'stopped') return;
@@ -70,6 +74,7 @@ export class GuestManager {
 
   onShutdown(domid: number, reason: number | undefined): void {
     const guest = this.guests.get(domid);
+    this.shutDown.add(domid);
     if (reason === 2) this.carryOn.set(domid, 'resumed');
     void guest?.stop();
   }
@@ -78,6 +83,7 @@ export class GuestManager {
     const guest = this.guests.get(domid);
     this.guests.delete(domid);
     this.carryOn.delete(domid);
+    this.shutDown.delete(domid);
     this.ignoreShutdown.delete(domid);
     this.bootDelay.delete(domid);
     void guest?.stop();
