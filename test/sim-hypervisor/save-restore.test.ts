@@ -239,20 +239,45 @@ describe('sim hypervisor: save/restore through the RPC', { timeout: 60_000 }, ()
   });
 
   test('a stream naming a pfn far past the end: refused past the p2m limit, one hole run below it', async () => {
+    const low = [0, 1, 2, 3].map((p) => ({ pfn: p, type: PageType.XALLOC })); // kernel, start_info, store and console rings
     const stream = (pfn: number) =>
-      Buffer.concat([imageHeader(), domainHeader(DHDR_TYPE.x86_hvm), pageDataRecord([{ pfn: 0, type: PageType.XALLOC }, { pfn, type: PageType.XALLOC }]), record(Rec.END)]);
+      Buffer.concat([imageHeader(), domainHeader(DHDR_TYPE.x86_hvm), pageDataRecord([...low, { pfn, type: PageType.XALLOC }]), record(Rec.END)]);
     const far = join(h.dir, 'far-pfn.stream');
     writeFileSync(far, stream(2 ** 40));
     const free = (await h.hv.physinfo()).freePages;
     const started = performance.now();
     await assert.rejects(restoreFromFile(far, true), (err: unknown) => err instanceof HypervisorError && err.errno === 'EINVAL' && /pfn 0x10000000000/.test(err.message));
-    assert.equal((await h.hv.physinfo()).freePages, free, 'the failed restore gave its page back');
+    assert.equal((await h.hv.physinfo()).freePages, free, 'the failed restore gave its pages back');
     const sparse = join(h.dir, 'sparse.stream');
     writeFileSync(sparse, stream(MAX_P2M_PFNS - 1));
     const { domid } = await restoreFromFile(sparse, true);
-    assert.equal((await h.hv.getDomainInfo(domid))!.totPages, 2);
+    assert.equal((await h.hv.getDomainInfo(domid))!.totPages, 5);
     // Following the pfn one by one took minutes (and the host's event loop) before holes were ranges.
     assert.ok(performance.now() - started < 5_000, `took ${(performance.now() - started).toFixed(0)} ms`);
+    await h.hv.destroy(domid);
+  });
+
+  test('HVM_PARAMS that is too short, or names a store ring that is not a page of the stream: EINVAL', async () => {
+    const pages = pageDataRecord([0, 1, 2, 3].map((pfn) => ({ pfn, type: PageType.XALLOC })));
+    const params = (storePfn: number) => {
+      const body = Buffer.alloc(8 + 16);
+      body.writeUInt32LE(1, 0);
+      body.writeBigUInt64LE(1n, 8); // HVM_PARAM_STORE_PFN
+      body.writeBigUInt64LE(BigInt(storePfn), 16);
+      return record(Rec.HVM_PARAMS, body);
+    };
+    const cases: Array<[string, Buffer, RegExp]> = [
+      ['short', record(Rec.HVM_PARAMS, Buffer.alloc(2)), /HVM_PARAMS of 2 bytes/],
+      ['store', params(0xfeed), /store ring pfn 0xfeed/],
+    ];
+    for (const [name, rec, message] of cases) {
+      const path = join(h.dir, `params-${name}.stream`);
+      writeFileSync(path, Buffer.concat([imageHeader(), domainHeader(DHDR_TYPE.x86_hvm), pages, rec, record(Rec.END)]));
+      await assert.rejects(restoreFromFile(path, true), (err: unknown) => err instanceof HypervisorError && err.errno === 'EINVAL' && message.test(err.message), name);
+    }
+    const good = join(h.dir, 'params-good.stream');
+    writeFileSync(good, Buffer.concat([imageHeader(), domainHeader(DHDR_TYPE.x86_hvm), pages, params(2), record(Rec.END)]));
+    const { domid } = await restoreFromFile(good, true);
     await h.hv.destroy(domid);
   });
 

@@ -98,6 +98,10 @@ async function readStream(dom: SimDomain, reader: ExactReader, signal: AbortSign
     dom.storePfn = fields.storePfn;
     dom.consolePfn = fields.consolePfn;
   }
+  // The rings the toolstack will hand xenstored and the console daemon must be the guest's own pages.
+  for (const [name, pfn] of [['store', dom.storePfn], ['console', dom.consolePfn]] as const) {
+    if (!dom.memory.isPresent(pfn)) throw new StreamFormatError(`the ${name} ring pfn 0x${pfn.toString(16)} is not a page of the stream`);
+  }
 }
 
 function applyRecord(dom: SimDomain, type: number, body: Buffer, pv: boolean, hooks: RestoreHooks): void {
@@ -128,6 +132,7 @@ function applyRecord(dom: SimDomain, type: number, body: Buffer, pv: boolean, ho
       return;
     }
     case Rec.HVM_PARAMS: {
+      if (body.length < 8) throw new StreamFormatError(`HVM_PARAMS of ${body.length} bytes`);
       const count = body.readUInt32LE(0);
       if (body.length !== 8 + count * 16) throw new StreamFormatError(`HVM_PARAMS of ${body.length} bytes for ${count} entries`);
       for (let i = 0; i < count; i++) {
