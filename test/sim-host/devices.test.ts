@@ -169,3 +169,16 @@ test('a backend directory the toolstack removes while the backend is mid-step is
   }
   await hv.call('destroy', dom.domid);
 });
+
+test('backend directories named after Object.prototype members are no device type', async () => {
+  const paths = ['constructor', '__proto__', 'toString'].map((t) => `/local/domain/0/backend/${t}/9/0`);
+  for (const p of paths) await xs.write(`${p}/frontend`, '/local/domain/9/device/vbd/0');
+  // A real device written after them is still found: the scan went past the odd directories.
+  const dom = await createDomain(hv, xs);
+  const vif = await addDevice(xs, dom.domid, vifSpec(3, 'xenbr0'));
+  await waitFor(xs, `${vif.backend}/state`, is(2));
+  const backends = (await ctl.call('status')).backends;
+  for (const p of paths) assert.equal(backends[p], undefined, p);
+  for (const t of ['constructor', '__proto__', 'toString']) await xs.rm(`/local/domain/0/backend/${t}`);
+  await hv.call('destroy', dom.domid);
+});

@@ -132,10 +132,14 @@ test('a restored guest carries on at once (no boot delay) and its frontends reco
 
 test('a guest ignores an unknown request but still acknowledges it', async () => {
   const dom = await bootedGuest();
-  await xs.write(`${dom.dompath}/control/shutdown`, 'self-destruct');
-  await waitFor(xs, `${dom.dompath}/control/shutdown`, (v) => v === '');
+  for (const request of ['self-destruct', 'constructor', '__proto__', 'toString']) {
+    await xs.write(`${dom.dompath}/control/shutdown`, request);
+    await waitFor(xs, `${dom.dompath}/control/shutdown`, (v) => v === '');
+  }
   await new Promise((r) => setTimeout(r, 80));
   assert.equal((await info(dom.domid))?.shutdown, false);
+  // Still the same guest: a known request after the unknown ones is obeyed.
+  assert.equal(await shutdownReasonAfter(dom, 'reboot'), 1);
   await hv.call('destroy', dom.domid);
 });
 

@@ -98,7 +98,7 @@ export class BackendDriver {
       throw err;
     }
     for (const c of children) {
-      if (depth === 0 && !(c in KINDS)) continue;
+      if (depth === 0 && !Object.hasOwn(KINDS, c)) continue;
       const child = `${prefix}/${c}`;
       const parsed = parseBackendPath(child);
       if (parsed && 'devicePath' in parsed) this.device(parsed.type, parsed.domid, parsed.devicePath)?.kick();
@@ -107,7 +107,8 @@ export class BackendDriver {
   }
 
   private device(type: string, domid: number, path: string): BackendDevice | undefined {
-    const kind = KINDS[type];
+    // Own keys only: a directory named 'constructor' or '__proto__' is no device type.
+    const kind = Object.hasOwn(KINDS, type) ? KINDS[type] : undefined;
     if (!kind) return undefined;
     let dev = this.devices.get(path);
     if (!dev) {

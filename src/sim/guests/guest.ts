@@ -212,7 +212,8 @@ export class PvGuest {
     }
     // Linux acknowledges by clearing the node before acting on it, even for requests it does not know.
     await xs.write(`${this.dompath}/control/shutdown`, '');
-    const reason = SHUTDOWN_REQUESTS[request];
+    // Own keys only: a request such as 'constructor' must not find Object.prototype's members.
+    const reason = Object.hasOwn(SHUTDOWN_REQUESTS, request) ? SHUTDOWN_REQUESTS[request] : undefined;
     if (!reason) {
       this.log.warn({ request: request.slice(0, 64) }, 'guest ignores unknown shutdown request');
       return;
