@@ -1,4 +1,4 @@
-// PfnRanges (the guest's holes) against a plain Set, under seeded random adds and deletes of runs.
+// The guest memory model: PfnRanges (holes) against a Set, balloon order, and the lazy dirtier's cost bound.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { PfnRanges } from '../../src/sim/memory/pfn-ranges.js';
@@ -59,4 +59,27 @@ test('GuestMemory balloon: the highest pages go first, the lowest holes fill fir
   assert.equal(mem.presentPages, 100);
   assert.equal(mem.releaseHighest(1_000), 100);
   assert.equal(mem.presentPages, 0);
+});
+
+test('a dirtying guest left unobserved for days costs its next observer one pass over its pages, not every write', async () => {
+  const { GuestDirtier } = await import('../../src/sim/memory/dirtier.js');
+  const mem = new GuestMemory(3);
+  mem.populateRange(16 * 256); // 16 MiB
+  mem.release(100); // a hole stays a hole
+  mem.enableLogDirty();
+  const dirtier = new GuestDirtier();
+  dirtier.setRate(10_000);
+  const started = performance.now();
+  const writes = dirtier.advance(mem, 3 * 24 * 3600 * 1000); // three days: 2.6 billion writes
+  const tookMs = performance.now() - started;
+  assert.equal(writes, 10_000 * 3 * 24 * 3600);
+  assert.ok(tookMs < 2_000, `took ${tookMs.toFixed(0)} ms`);
+  assert.equal(mem.touchedPages, 16 * 256 - 4 - 1, 'every page but the boot pages and the hole was written');
+  assert.equal(mem.peekDirty().length, 16 * 256 - 4 - 1);
+  assert.ok(!mem.isPresent(100));
+  // Fewer writes than pages keep their exact count of (hashed) pfns.
+  mem.cleanDirty();
+  dirtier.writePages(mem, 10);
+  const dirty = mem.peekDirty().length;
+  assert.ok(dirty >= 1 && dirty <= 10, `${dirty} pages dirty after 10 writes`);
 });
