@@ -17,7 +17,7 @@ export interface RequestHandler {
   (conn: Connection, type: number, reqId: number, txId: number, payload: Buffer): void;
 }
 
-export class Connection {
+export class Connection implements Requester {
   readonly watches: Watch[] = [];
   readonly transactions = new Map<number, Transaction>();
   nextTxId = 0;
@@ -43,29 +43,40 @@ export class Connection {
     readonly domain: Domain | null,
     private readonly sink: ConnectionSink,
     private readonly onDirty: (conn: Connection) => void,
-  ) {}
+  ) {
+    this.privileged = !domain || domain.domid === 0;
+  }
 
+  /** Socket connections and dom0's: every permission check passes. */
+  readonly privileged: boolean;
+
+  /** The connection is its own Requester: permission checks allocate nothing per request. */
   get requester(): Requester {
-    const domain = this.domain;
-    return {
-      id: this.id,
-      privileged: !domain || domain.domid === 0,
-      target: domain?.target,
-    };
+    return this;
+  }
+
+  /** A domain's SET_TARGET (read live: it may be set after the connection exists). */
+  get target(): number | undefined {
+    return this.domain?.target;
   }
 
   /**
-   * Feeds received bytes; runs `handle` for each complete request. Returns a reason when the stream is
-   * unusable (a length over XENSTORE_PAYLOAD_MAX: it cannot be resynchronised) and the caller drops the connection.
+   * Feeds received bytes (the first `end` of `chunk`, which is only read until this returns); runs
+   * `handle` for each complete request. Returns a reason when the stream is unusable (a length over
+   * XENSTORE_PAYLOAD_MAX: it cannot be resynchronised) and the caller drops the connection.
    */
-  feed(chunk: Buffer, handle: RequestHandler): string | undefined {
-    let buf = this.pending ? Buffer.concat([this.pending, chunk]) : chunk;
-    this.pending = undefined;
+  feed(chunk: Buffer, handle: RequestHandler, end = chunk.length): string | undefined {
+    let buf = chunk;
+    if (this.pending) {
+      buf = Buffer.concat([this.pending, chunk.subarray(0, end)]);
+      end = buf.length;
+      this.pending = undefined;
+    }
     let off = 0;
-    while (!this.closed && buf.length - off >= HEADER_SIZE) {
+    while (!this.closed && end - off >= HEADER_SIZE) {
       const len = buf.readUInt32LE(off + 12);
       if (len > PAYLOAD_MAX) return `request payload length ${len} exceeds ${PAYLOAD_MAX}`;
-      if (buf.length - off < HEADER_SIZE + len) break;
+      if (end - off < HEADER_SIZE + len) break;
       const type = buf.readUInt32LE(off);
       this.reqId = buf.readUInt32LE(off + 4);
       this.txId = buf.readUInt32LE(off + 8);
@@ -73,7 +84,7 @@ export class Connection {
       off += HEADER_SIZE + len;
       handle(this, type, this.reqId, this.txId, payload);
     }
-    if (off < buf.length && !this.closed) this.pending = Buffer.from(buf.subarray(off));
+    if (off < end && !this.closed) this.pending = Buffer.from(buf.subarray(off, end));
     return undefined;
   }
 
@@ -83,7 +94,8 @@ export class Connection {
   }
 
   private push(type: number, reqId: number, txId: number, payload: string | Buffer): void {
-    const len = typeof payload === 'string' ? Buffer.byteLength(payload, 'latin1') : payload.length;
+    // Strings are latin1 (one byte per char): their length is their byte length.
+    const len = payload.length;
     const frame = Buffer.allocUnsafe(HEADER_SIZE + len);
     frame.writeUInt32LE(type, 0);
     frame.writeUInt32LE(reqId >>> 0, 4);
@@ -99,8 +111,7 @@ export class Connection {
   /** send_reply: answers the current request; a payload over the maximum becomes E2BIG. */
   reply(type: MsgType, payload: string | Buffer): void {
     if (this.closed) return;
-    const len = typeof payload === 'string' ? payload.length : payload.length;
-    if (len > PAYLOAD_MAX) {
+    if (payload.length > PAYLOAD_MAX) {
       this.error('E2BIG');
       return;
     }

@@ -41,7 +41,9 @@ export const WALK_RM_CHILDENTRY = 2;
 type WalkFn = (node: XsNode) => number;
 
 
-const VALID_CHARS = /^[A-Za-z0-9\-/_@]*$/;
+const SLASH = 47;
+/** Characters allowed in node names besides `/`: [A-Za-z0-9_@-], indexed by char code. */
+const NAME_CHAR: readonly boolean[] = Array.from({ length: 128 }, (_, c) => /[A-Za-z0-9_@-]/.test(String.fromCharCode(c)));
 const LOCAL_PREFIX = /^\/local\/domain\/(\d{1,5})\//;
 
 export function parentName(name: string): string {
@@ -103,13 +105,22 @@ export class XsCore extends RecordStore {
 
   /** is_valid_nodename: absolute, allowed characters, no `//`, no trailing `/`, length within path-max past the home prefix. */
   isValidNodeName(name: string): boolean {
-    if (name[0] !== '/') return false;
-    if (name.length > 1 && name.endsWith('/')) return false;
-    if (name.includes('//')) return false;
+    if (name.charCodeAt(0) !== SLASH) return false;
+    const last = name.length - 1;
+    if (last > 0 && name.charCodeAt(last) === SLASH) return false;
+    // One pass for the character set and `//` (the common case, run on every request).
+    let prev = 0;
+    for (let i = 0; i <= last; i++) {
+      const c = name.charCodeAt(i);
+      if (c === SLASH) {
+        if (prev === SLASH) return false;
+      } else if (!(c < 128 && NAME_CHAR[c])) return false;
+      prev = c;
+    }
+    if (name.length <= this.quotas.pathMax) return true;
     const m = LOCAL_PREFIX.exec(name);
     const localOff = m ? m[0].length : 0;
-    if (name.length > localOff + this.quotas.pathMax) return false;
-    return VALID_CHARS.test(name);
+    return name.length <= localOff + this.quotas.pathMax;
   }
 
   implicitPath(conn: Connection): string {

@@ -13,7 +13,7 @@ import { Connection, type ConnectionSink } from './connection.js';
 import { XsCore, type Quotas } from './core.js';
 import { DOMID_FIRST_RESERVED, type DomainState } from './domains.js';
 import { processMessage, type HandlerContext } from './handlers.js';
-import { useReadBuffer } from './socket-read.js';
+import { useReadBuffer } from './socket-io.js';
 import { checkDomains, resetConnection, type ConnectionCloser } from './lifecycle.js';
 
 export interface SimXenstoredOptions {
@@ -52,9 +52,10 @@ export class SimXenstored {
   private server: Server | undefined;
   private socketPath: string | undefined;
   private readonly sockets = new Set<Socket>();
-  private readonly dirty = new Set<Connection>();
+  /** Connections with output queued since the last flush (a connection may appear twice: see flush). */
+  private dirty: Connection[] = [];
   private closing = false;
-  /** Where every socket's bytes are read to (see socket-read.ts); a request's payload is only used while handled. */
+  /** Where every socket's bytes are read to (see socket-io.ts); a request's payload is only used while handled. */
   private readonly readBuffer = Buffer.allocUnsafe(64 * 1024);
 
   constructor(opts: SimXenstoredOptions = {}) {
@@ -113,7 +114,7 @@ export class SimXenstored {
     const conn = this.newConnection(0, false, sink);
     // Requests are framed and handled synchronously, so every socket can share one read buffer.
     const readBuffer = this.readBuffer;
-    if (!useReadBuffer(sock, readBuffer, (n) => this.input(conn, readBuffer.subarray(0, n)))) {
+    if (!useReadBuffer(sock, readBuffer, (n) => this.input(conn, readBuffer, n))) {
       sock.on('data', (chunk: Buffer) => this.input(conn, chunk));
     }
     sock.on('error', () => undefined);
@@ -164,7 +165,7 @@ export class SimXenstored {
 
   private newConnection(domid: number, asDomain: boolean, sink: ConnectionSink): Connection {
     const domain = asDomain ? this.core.domains.findOrAlloc(domid, this.core.generation) : null;
-    const conn = new Connection(domid, domain, sink, (c) => this.dirty.add(c));
+    const conn = new Connection(domid, domain, sink, (c) => this.dirty.push(c));
     domain?.conns.add(conn);
     this.core.connections.add(conn);
     this.core.connOrder.push(conn);
@@ -182,8 +183,8 @@ export class SimXenstored {
     }
   };
 
-  private input(conn: Connection, chunk: Buffer): void {
-    const bad = conn.feed(chunk, this.handle);
+  private input(conn: Connection, chunk: Buffer, end = chunk.length): void {
+    const bad = conn.feed(chunk, this.handle, end);
     if (bad) {
       this.log?.warn({ domid: conn.id, reason: bad }, 'dropping xenstore connection');
       this.flush();
@@ -194,10 +195,12 @@ export class SimXenstored {
 
   /** Writes everything queued, one write per connection. */
   private flush(): void {
-    if (this.dirty.size === 0) return;
-    const conns = [...this.dirty];
-    this.dirty.clear();
+    const conns = this.dirty;
+    if (conns.length === 0) return;
+    // A write may run a client's code that sends more (in-process streams): that flushes separately.
+    this.dirty = [];
     for (const conn of conns) {
+      // Empty when forgotten since, or when listed twice (forgotten, then an error queued).
       const data = conn.takeOutput();
       if (!data) continue;
       if (this.latencyMs > 0) setTimeout(() => conn.write(data), this.latencyMs);
@@ -217,7 +220,6 @@ export class SimXenstored {
     if (!this.core.connections.has(conn)) return;
     resetConnection(this.core, conn);
     conn.discardOutput();
-    this.dirty.delete(conn);
     this.core.connections.delete(conn);
     this.core.removeFromOrder(conn);
     conn.domain?.conns.delete(conn);

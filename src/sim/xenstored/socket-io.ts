@@ -32,3 +32,4 @@ export function useReadBuffer(sock: Socket, buf: Buffer, onBytes: (n: number) =>
   handle.useUserBuffer(buf);
   return true;
 }
+

@@ -1,4 +1,4 @@
-// The accepted sockets of the sim xenstored read into one shared buffer (socket-read.ts): on this Node
+// The accepted sockets of the sim xenstored read into one shared buffer (socket-io.ts): on this Node
 // the internals it uses are there, the bytes delivered are the bytes sent whatever the read boundaries,
 // and a client hanging up still closes the socket.
 import assert from 'node:assert/strict';
@@ -7,7 +7,7 @@ import { connect, createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { useReadBuffer } from '../../src/sim/xenstored/socket-read.js';
+import { useReadBuffer } from '../../src/sim/xenstored/socket-io.js';
 
 test('an accepted socket reads into the given buffer and still ends and closes', { timeout: 10_000 }, async () => {
   const dir = mkdtempSync(join(tmpdir(), 'sim-xenstored-socket-read-'));
