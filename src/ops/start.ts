@@ -132,9 +132,7 @@ export function startAtoms(env: OpsEnv, spec: VmSpec, opts: { paused: boolean })
     {
       name: 'VM_introduce',
       do: () => apiErrors(() => xs.introduceDomain(domid(), b.storeMfn!, b.storePort!)),
-      undo: async () => {
-        await xs.releaseDomain(domid()).catch(() => {});
-      },
+      // No undo of its own: VM_create's undo destroys the domain and only then releases it (see destroyQuiet).
     },
   ];
   // Devices are planned only once the domid is known, so their atoms look it up when they run.
@@ -194,8 +192,14 @@ export function startAtoms(env: OpsEnv, spec: VmSpec, opts: { paused: boolean })
   return atoms;
 }
 
-/** Destroys a domain, treating "already gone" as done. */
+/**
+ * Destroys a domain, treating "already gone" as done; then tells xenstored to forget it (libxl's order). Never
+ * XS_RELEASE first: xenstored would forget a live domain and fire no @releaseDomain when it dies, so xenconsoled
+ * would keep its console page mapped and on real Xen the domain would stay "dying" for ever. After the destroy the
+ * release is redundant or harmless (xenstored may already have dropped the dying domain: its error is ignored).
+ */
 export async function destroyQuiet(env: OpsEnv, domid: number): Promise<void> {
-  const [, info] = await Promise.all([env.xs.releaseDomain(domid).catch(() => {}), env.hv.getDomainInfo(domid)]);
+  const info = await env.hv.getDomainInfo(domid);
   if (info) await env.hv.destroy(domid);
+  await env.xs.releaseDomain(domid).catch(() => {});
 }
