@@ -28,6 +28,7 @@ export class ExactReader {
 
   /** Stops iterating (without destroying the input when it is already done). */
   release(): void {
-    void this.iterator.return?.();
+    // Nothing waits for this: a rejection here must not become an unhandled one.
+    this.iterator.return?.()?.catch(() => undefined);
   }
 }
