@@ -1,0 +1,109 @@
+// The hotplug runner against the sim's xenstored (a process) and fake scripts that record how they were called.
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { after, before, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import pino from 'pino';
+import { XsClient } from '../../src/xenstore/client.js';
+import { HotplugRunner, hotplugInvocation } from '../../src/devices/hotplug.js';
+
+const REPO = resolve(import.meta.dirname, '..', '..');
+let dir = '';
+let xenstored: ChildProcess;
+let xs: XsClient;
+let runner: HotplugRunner;
+
+/** A script that appends "<args> <env>" to its log and exits with the given code. */
+function fakeScript(name: string, code: number): string {
+  const path = join(dir, name);
+  writeFileSync(path, `#!/bin/sh\necho "$* XENBUS_TYPE=$XENBUS_TYPE XENBUS_PATH=$XENBUS_PATH XENBUS_BASE_PATH=$XENBUS_BASE_PATH script=$script vif=$vif" >> ${path}.log\nexit ${code}\n`);
+  chmodSync(path, 0o755);
+  return path;
+}
+
+async function until<T>(what: string, check: () => T | undefined | Promise<T | undefined>, timeoutMs = 5000): Promise<T> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await check();
+    if (v !== undefined) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await sleep(20);
+  }
+}
+
+const logLines = (script: string) => (existsSync(`${script}.log`) ? readFileSync(`${script}.log`, 'utf8').trim().split('\n') : []);
+
+before(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'hotplug-test-'));
+  const socket = join(dir, 'xs.sock');
+  xenstored = spawn(process.execPath, ['--import', 'tsx', 'src/sim/xenstored/standalone.ts', socket], { cwd: REPO, stdio: ['ignore', 'pipe', 'inherit'] });
+  await new Promise<void>((ok, fail) => {
+    const timer = setTimeout(() => fail(new Error('sim xenstored not ready')), 15_000);
+    xenstored.stdout!.once('data', () => {
+      clearTimeout(timer);
+      ok();
+    });
+  });
+  xs = await XsClient.connect({ path: socket, reconnect: false });
+  runner = new HotplugRunner(xs, pino({ level: 'silent' }), { timeoutMs: 5000 });
+  await runner.start();
+});
+
+after(async () => {
+  await runner?.close();
+  await xs?.close().catch(() => {});
+  xenstored?.kill('SIGTERM');
+  rmSync(dir, { recursive: true, force: true });
+});
+
+test('hotplugInvocation: block gets add/remove; vif-bridge gets online/offline, type_if=vif and the interface name', () => {
+  const be = '/local/domain/0/backend/vif/7/1';
+  assert.deepEqual(hotplugInvocation('vif', be, '/s/vif-bridge', 7, 1, true), {
+    args: ['online', 'type_if=vif'],
+    env: { script: '/s/vif-bridge', XENBUS_TYPE: 'vif', XENBUS_PATH: be, XENBUS_BASE_PATH: 'backend', vif: 'vif7.1', netdev: '' },
+  });
+  assert.deepEqual(hotplugInvocation('vbd', '/b', '/s/block', 7, 51712, false).args, ['remove']);
+});
+
+test('a vbd backend reaching InitWait gets its script run with add; removing the backend runs remove', { timeout: 20_000 }, async () => {
+  const script = fakeScript('block', 0);
+  const be = '/local/domain/0/backend/vbd/5/51712';
+  await xs.write(`${be}/script`, script);
+  await xs.write(`${be}/state`, '1');
+  await sleep(200);
+  assert.deepEqual(logLines(script), [], 'nothing runs before InitWait');
+  await xs.write(`${be}/state`, '2');
+  const [added] = await until('add', () => (logLines(script).length ? logLines(script) : undefined));
+  assert.equal(added, `add XENBUS_TYPE=vbd XENBUS_PATH=${be} XENBUS_BASE_PATH=backend script=${script} vif=`);
+  // More changes of an added backend (Connected) run nothing more.
+  await xs.write(`${be}/state`, '4');
+  await sleep(200);
+  assert.equal(logLines(script).length, 1);
+  // Teardown removes the per-domain directory in one RM.
+  await xs.rm('/local/domain/0/backend/vbd/5');
+  const lines = await until('remove', () => (logLines(script).length === 2 ? logLines(script) : undefined));
+  assert.match(lines[1]!, new RegExp(`^remove XENBUS_TYPE=vbd XENBUS_PATH=${be} `));
+});
+
+test('a script that fails without saying so gets hotplug-status=error and hotplug-error for it', { timeout: 20_000 }, async () => {
+  const script = fakeScript('vif-bridge', 3);
+  const be = '/local/domain/0/backend/vif/6/0';
+  await xs.write(`${be}/script`, script);
+  await xs.write(`${be}/state`, '2');
+  assert.equal(await until('hotplug-status', () => xs.tryRead(`${be}/hotplug-status`)), 'error');
+  assert.equal(await xs.read(`${be}/hotplug-error`), `${script} online exited 3`);
+  assert.match(logLines(script)[0]!, /^online type_if=vif XENBUS_TYPE=vif .* vif=vif6\.0$/);
+  await xs.rm(be);
+  await until('offline', () => (logLines(script).length === 2 ? true : undefined));
+});
+
+test('a backend without a script key is left alone', async () => {
+  const be = '/local/domain/0/backend/vbd/8/51712';
+  await xs.write(`${be}/state`, '2');
+  await sleep(200);
+  assert.equal(await xs.tryRead(`${be}/hotplug-status`), undefined);
+  assert.equal(runner.runs.filter((r) => r.backend === be).length, 0);
+});
