@@ -25,6 +25,9 @@ import { Errors, toApiError } from '../rpc/errors.js';
 import { abortable, abortableSleep, TaskCtx, type TaskHandle } from './context.js';
 import type { CancelTrigger, TaskEngineOptions, TaskWork } from './types.js';
 
+/** Reason of the internal aborts that end a wait (nobody reads it). */
+const WAIT_OVER = Symbol('wait over');
+
 const FINISHED: ReadonlySet<TaskState> = new Set(['completed', 'failed', 'cancelled']);
 
 export function isFinished(state: TaskState): boolean {
@@ -299,7 +302,8 @@ export class TaskEngine {
       await entry.done;
     } else if (!isFinished(entry.record.state)) {
       const stop = new AbortController();
-      const onAbort = () => stop.abort();
+      // A reason of our own: abort() without one builds a DOMException with a stack, per wait.
+      const onAbort = () => stop.abort(WAIT_OVER);
       signal?.addEventListener('abort', onAbort, { once: true });
       const waits: Promise<unknown>[] = [entry.done];
       if (timeoutS !== undefined) waits.push(abortableSleep(timeoutS * 1000, stop.signal).catch(() => {}));
@@ -308,7 +312,7 @@ export class TaskEngine {
         await Promise.race(waits);
       } finally {
         signal?.removeEventListener('abort', onAbort);
-        stop.abort();
+        stop.abort(WAIT_OVER);
       }
     }
     return this.snapshot(entry);
