@@ -16,6 +16,7 @@ import { vmMethods } from './methods.js';
 import { VmOperations } from './operations.js';
 import { recover, type RecoveryReport } from './recovery.js';
 import { startTestHooks } from './test-hooks.js';
+import { HotplugRunner } from '../devices/hotplug.js';
 
 export interface DaemonOptions {
   backend: BackendKind;
@@ -39,6 +40,7 @@ export class Daemon {
     private readonly server: ApiServer,
     private readonly hooks: Server | undefined,
     readonly recovery: RecoveryReport,
+    private readonly hotplug?: HotplugRunner,
   ) {}
 
   static async start(opts: DaemonOptions): Promise<Daemon> {
@@ -62,6 +64,9 @@ export class Daemon {
     const env: OpsEnv = { hv, xs, store, domains, updates: vmUpdates, timeouts: { ...DEFAULT_TIMEOUTS, ...opts.timeouts }, logger };
     const ops = new VmOperations(env, engine);
     await domains.start();
+    // Real Xen's backends wait for Xen's hotplug scripts, which the daemon runs as libxl does (the sim's do not).
+    const hotplug = opts.backend === 'xen' ? new HotplugRunner(xs, logger.child({ component: 'hotplug' }), { timeoutMs: env.timeouts.hotplugMs }) : undefined;
+    await hotplug?.start();
     const recovery = await recover(env, ops, logger.child({ component: 'recovery' }));
     logger.info({ recovery }, 'recovery done');
     domains.subscribe((list) => {
@@ -76,7 +81,7 @@ export class Daemon {
     };
     const server = await createApiServer({ socketPath: opts.socketPath, group: opts.group, logger, methods, version: opts.version });
     const hooks = opts.testHooks ? await startTestHooks(opts.testHooks, engine) : undefined;
-    return new Daemon(env, engine, server, hooks, recovery);
+    return new Daemon(env, engine, server, hooks, recovery, hotplug);
   }
 
   get socketPath(): string {
@@ -89,6 +94,7 @@ export class Daemon {
     this.hooks?.close();
     await Promise.race([this.engine.drain(), new Promise((r) => setTimeout(r, graceMs).unref())]);
     this.engine.close();
+    await this.hotplug?.close();
     await this.env.domains.close();
     await this.env.xs.close().catch(() => {});
     await this.env.hv.close().catch(() => {});

@@ -106,6 +106,7 @@ export class HotplugRunner {
       this.added.delete(backend);
       const { args, env } = hotplugInvocation(kind, backend, done.script, domid, devid, false);
       await this.runScript(backend, done.script, args, env);
+      await this.removeRecreated(backend);
       return;
     }
     if (done || Number(state) !== INIT_WAIT) return;
@@ -119,6 +120,20 @@ export class HotplugRunner {
       await this.xs.write(`${backend}/hotplug-error`, `${script} ${args[0]} exited ${code}`).catch(() => {});
       await this.xs.write(`${backend}/hotplug-status`, 'error').catch(() => {});
     }
+  }
+
+  /**
+   * The teardown removes a backend before its script's remove runs, and a script that cannot read its keys reports
+   * the failure by writing hotplug-error/hotplug-status under XENBUS_PATH, which brings the backend path (and its
+   * per-domain parent) back: remove them again.
+   */
+  private async removeRecreated(backend: string): Promise<void> {
+    if ((await this.xs.tryRead(backend)) === undefined) return;
+    this.logger.debug({ backend }, 'removing the nodes a remove script wrote under a removed backend');
+    await this.xs.rm(backend).catch(() => {});
+    const parent = backend.slice(0, backend.lastIndexOf('/'));
+    const left = await this.xs.directory(parent).catch(() => undefined);
+    if (left !== undefined && left.length === 0) await this.xs.rm(parent).catch(() => {});
   }
 
   private runScript(backend: string, script: string, args: string[], env: Record<string, string>): Promise<number | string> {

@@ -48,7 +48,7 @@ before(async () => {
     });
   });
   xs = await XsClient.connect({ path: socket, reconnect: false });
-  runner = new HotplugRunner(xs, pino({ level: 'silent' }), { timeoutMs: 5000 });
+  runner = new HotplugRunner(xs, pino({ level: 'silent' }), { timeoutMs: 5000, env: { XENSTORED_PATH: socket } });
   await runner.start();
 });
 
@@ -98,6 +98,26 @@ test('a script that fails without saying so gets hotplug-status=error and hotplu
   assert.match(logLines(script)[0]!, /^online type_if=vif XENBUS_TYPE=vif .* vif=vif6\.0$/);
   await xs.rm(be);
   await until('offline', () => (logLines(script).length === 2 ? true : undefined));
+});
+
+const XENSTORE_WRITE = '/usr/bin/xenstore-write';
+const noXenstoreWrite = existsSync(XENSTORE_WRITE) ? undefined : `needs ${XENSTORE_WRITE} (Debian's xenstore-utils)`;
+
+test('a remove script that writes its error under the removed backend does not bring the backend back', { skip: noXenstoreWrite, timeout: 20_000 }, async () => {
+  // As Xen's scripts do when their keys are gone: fatal() writes XENBUS_PATH/hotplug-error and hotplug-status.
+  const script = join(dir, 'block-fatal');
+  const fatal = `${XENSTORE_WRITE} "$XENBUS_PATH/hotplug-error" "xenstore-read params failed" "$XENBUS_PATH/hotplug-status" error`;
+  writeFileSync(script, `#!/bin/sh\necho "$1" >> ${script}.log\nif [ "$1" = remove ]; then ${fatal} && echo wrote >> ${script}.log; exit 1; fi\nexit 0\n`);
+  chmodSync(script, 0o755);
+  const be = '/local/domain/0/backend/vbd/9/51712';
+  await xs.write(`${be}/script`, script);
+  await xs.write(`${be}/state`, '2');
+  await until('add', () => (logLines(script).length === 1 ? true : undefined));
+  await xs.rm('/local/domain/0/backend/vbd/9');
+  const removed = await until('remove', () => runner.runs.find((r) => r.backend === be && r.action === 'remove'));
+  assert.equal(removed.code, 1);
+  assert.deepEqual(logLines(script), ['add', 'remove', 'wrote'], 'the script wrote under the removed backend');
+  await until('the recreated nodes to go', async () => ((await xs.tryRead('/local/domain/0/backend/vbd/9')) === undefined ? true : undefined));
 });
 
 test('a backend without a script key is left alone', async () => {
