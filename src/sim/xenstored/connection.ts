@@ -17,6 +17,14 @@ export interface RequestHandler {
   (conn: Connection, type: number, reqId: number, txId: number, payload: Buffer): void;
 }
 
+/** A little-endian u32 (of `value >>> 0`, as the header fields are unsigned) at `off`. */
+function putU32(buf: Buffer, off: number, value: number): void {
+  buf[off] = value;
+  buf[off + 1] = value >>> 8;
+  buf[off + 2] = value >>> 16;
+  buf[off + 3] = value >>> 24;
+}
+
 export class Connection implements Requester {
   readonly watches: Watch[] = [];
   readonly transactions = new Map<number, Transaction>();
@@ -93,19 +101,28 @@ export class Connection implements Requester {
     return this.pending?.length ?? 0;
   }
 
-  private push(type: number, reqId: number, txId: number, payload: string | Buffer): void {
-    // Strings are latin1 (one byte per char): their length is their byte length.
-    const len = payload.length;
+  /** A frame with its header filled in and `len` payload bytes left to fill. */
+  private frame(type: number, reqId: number, txId: number, len: number): Buffer {
     const frame = Buffer.allocUnsafe(HEADER_SIZE + len);
-    frame.writeUInt32LE(type, 0);
-    frame.writeUInt32LE(reqId >>> 0, 4);
-    frame.writeUInt32LE(txId >>> 0, 8);
-    frame.writeUInt32LE(len, 12);
-    if (typeof payload === 'string') frame.write(payload, HEADER_SIZE, 'latin1');
-    else payload.copy(frame, HEADER_SIZE);
+    putU32(frame, 0, type);
+    putU32(frame, 4, reqId);
+    putU32(frame, 8, txId);
+    putU32(frame, 12, len);
+    return frame;
+  }
+
+  private queue(frame: Buffer): void {
     if (this.out.length === 0) this.onDirty(this);
     this.out.push(frame);
     this.outBytes += frame.length;
+  }
+
+  private push(type: number, reqId: number, txId: number, payload: string | Buffer): void {
+    // Strings are latin1 (one byte per char): their length is their byte length.
+    const frame = this.frame(type, reqId, txId, payload.length);
+    if (typeof payload === 'string') frame.write(payload, HEADER_SIZE, 'latin1');
+    else frame.set(payload, HEADER_SIZE);
+    this.queue(frame);
   }
 
   /** send_reply: answers the current request; a payload over the maximum becomes E2BIG. */
@@ -118,8 +135,14 @@ export class Connection implements Requester {
     this.push(type, this.reqId, this.txId, payload);
   }
 
+  /** reply(type, 'OK\0'), the most common reply, without encoding the string each time. */
   ack(type: MsgType): void {
-    this.reply(type, 'OK\0');
+    if (this.closed) return;
+    const frame = this.frame(type, this.reqId, this.txId, 3);
+    frame[HEADER_SIZE] = 0x4f; // 'O'
+    frame[HEADER_SIZE + 1] = 0x4b; // 'K'
+    frame[HEADER_SIZE + 2] = 0;
+    this.queue(frame);
   }
 
   error(errno: string): void {

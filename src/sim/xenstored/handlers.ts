@@ -32,13 +32,13 @@ type Handler = (ctx: HandlerContext, conn: Connection, payload: Buffer) => strin
 
 const REL_PATH_MAX = 2048;
 
-function getNodeCanonical(core: XsCore, conn: Connection, name: string | undefined, perm: number) {
-  const canonical = name === undefined ? undefined : core.canonicalize(conn, name);
-  return { node: core.getNode(conn, canonical, perm), name: canonical };
+/** The request's path made absolute (relative paths are under the caller's home). */
+function canonical(core: XsCore, conn: Connection, name: string | undefined): string | undefined {
+  return name === undefined ? undefined : core.canonicalize(conn, name);
 }
 
 const directory: Handler = ({ core }, conn, payload) => {
-  const { node } = getNodeCanonical(core, conn, oneArg(payload), PERM_READ);
+  const node = core.getNode(conn, canonical(core, conn, oneArg(payload)), PERM_READ);
   if (!node) return core.errno;
   if (node.childlen > 4096) return 'E2BIG';
   conn.reply(MsgType.DIRECTORY, childrenWire(node.children));
@@ -48,7 +48,7 @@ const directory: Handler = ({ core }, conn, payload) => {
 const directoryPart: Handler = ({ core }, conn, payload) => {
   if (countNuls(payload) !== 2) return 'EINVAL';
   const [name, offStr] = cStrings(payload);
-  const { node } = getNodeCanonical(core, conn, name, PERM_READ);
+  const node = core.getNode(conn, canonical(core, conn, name), PERM_READ);
   if (!node) return core.errno;
   const off = atou(offStr!);
   const gen = `${node.gen}\0`;
@@ -74,14 +74,14 @@ const directoryPart: Handler = ({ core }, conn, payload) => {
 };
 
 const read: Handler = ({ core }, conn, payload) => {
-  const { node } = getNodeCanonical(core, conn, oneArg(payload), PERM_READ);
+  const node = core.getNode(conn, canonical(core, conn, oneArg(payload)), PERM_READ);
   if (!node) return core.errno;
   conn.reply(MsgType.READ, node.data);
   return undefined;
 };
 
 const getPerms: Handler = ({ core }, conn, payload) => {
-  const { node } = getNodeCanonical(core, conn, oneArg(payload), PERM_READ);
+  const node = core.getNode(conn, canonical(core, conn, oneArg(payload)), PERM_READ);
   if (!node) return core.errno;
   conn.reply(MsgType.GET_PERMS, formatPerms(node.perms));
   return undefined;
@@ -91,8 +91,11 @@ const write: Handler = ({ core }, conn, payload) => {
   const nul = payload.indexOf(0);
   if (nul < 0) return 'EINVAL';
   const path = payload.toString('latin1', 0, nul);
-  const value = Buffer.from(payload.subarray(nul + 1));
-  const { node: existing, name } = getNodeCanonical(core, conn, path, PERM_WRITE);
+  // A copy: the payload lives in the read buffer only while this request is handled.
+  const value = Buffer.allocUnsafe(payload.length - nul - 1);
+  value.set(payload.subarray(nul + 1));
+  const name = canonical(core, conn, path);
+  const existing = core.getNode(conn, name, PERM_WRITE);
   let node = existing;
   if (!node) {
     if (core.errno !== 'ENOENT') return core.errno;
@@ -108,7 +111,8 @@ const write: Handler = ({ core }, conn, payload) => {
 };
 
 const mkdir: Handler = ({ core }, conn, payload) => {
-  const { node, name } = getNodeCanonical(core, conn, oneArg(payload), PERM_WRITE);
+  const name = canonical(core, conn, oneArg(payload));
+  const node = core.getNode(conn, name, PERM_WRITE);
   if (!node) {
     if (core.errno !== 'ENOENT') return core.errno;
     const created = core.createNode(conn, name!, Buffer.alloc(0));
@@ -120,7 +124,8 @@ const mkdir: Handler = ({ core }, conn, payload) => {
 };
 
 const rm: Handler = ({ core }, conn, payload) => {
-  const { node, name } = getNodeCanonical(core, conn, oneArg(payload), PERM_WRITE);
+  const name = canonical(core, conn, oneArg(payload));
+  const node = core.getNode(conn, name, PERM_WRITE);
   if (!node) {
     if (core.errno === 'ENOENT') {
       const parent = core.readNode(conn, parentName(name!));
@@ -165,7 +170,8 @@ const setPerms: Handler = ({ core }, conn, payload) => {
     conn.ack(MsgType.SET_PERMS);
     return undefined;
   }
-  const { node, name } = getNodeCanonical(core, conn, target, PERM_WRITE | PERM_OWNER);
+  const name = canonical(core, conn, target);
+  const node = core.getNode(conn, name, PERM_WRITE | PERM_OWNER);
   if (!node) return core.errno;
   if (unpriv && perms[0]!.id !== node.perms[0]!.id) return 'EPERM';
   const oldPerms = node.perms;

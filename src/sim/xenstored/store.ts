@@ -71,25 +71,28 @@ export class RecordStore {
     return true;
   }
 
-  /** Key length and accounting domain of a record: main-store records count for their owner, a
+  /** The domain a record in `map` is accounted to: main-store records count for their owner, a
    *  transaction's private copies (keyed "<generation>/<path>") for the transaction's connection. */
-  private keyCost(conn: Connection | null, map: Map<string, NodeRecord>, name: string, rec: NodeRecord): [number, number] {
-    if (map === this.db) return [rec.perms[0]!.id, name.length];
-    const tx = conn!.transaction!;
-    return [conn!.id, String(tx.generation).length + 1 + name.length];
+  private accountedTo(conn: Connection | null, map: Map<string, NodeRecord>, rec: NodeRecord): number {
+    return map === this.db ? rec.perms[0]!.id : conn!.id;
+  }
+
+  /** Length of the key a record in `map` is stored under. */
+  private keyLength(conn: Connection | null, map: Map<string, NodeRecord>, name: string): number {
+    return map === this.db ? name.length : String(conn!.transaction!.generation).length + 1 + name.length;
   }
 
   /** do_tdb_write: stores a record, moving its memory from the old owner to the new one. */
   storeSet(conn: Connection | null, map: Map<string, NodeRecord>, name: string, rec: NodeRecord, noQuotaCheck: boolean): boolean {
     const old = map.get(name);
-    let oldCost: [number, number] | undefined;
+    const keyLen = this.keyLength(conn, map, name);
+    let oldOwner = 0;
     if (old) {
-      oldCost = this.keyCost(conn, map, name, old);
-      this.memoryAdd(oldCost[0], -(recordSize(old) + oldCost[1]), true);
+      oldOwner = this.accountedTo(conn, map, old);
+      this.memoryAdd(oldOwner, -(recordSize(old) + keyLen), true);
     }
-    const [owner, keyLen] = this.keyCost(conn, map, name, rec);
-    if (!this.memoryAdd(owner, recordSize(rec) + keyLen, noQuotaCheck)) {
-      if (old && oldCost) this.memoryAdd(oldCost[0], recordSize(old) + oldCost[1], true);
+    if (!this.memoryAdd(this.accountedTo(conn, map, rec), recordSize(rec) + keyLen, noQuotaCheck)) {
+      if (old) this.memoryAdd(oldOwner, recordSize(old) + keyLen, true);
       this.errno = 'ENOMEM';
       return false;
     }
@@ -101,8 +104,7 @@ export class RecordStore {
   storeDelete(conn: Connection | null, map: Map<string, NodeRecord>, name: string): void {
     const old = map.get(name);
     if (!old) return;
-    const [owner, keyLen] = this.keyCost(conn, map, name, old);
-    this.memoryAdd(owner, -(recordSize(old) + keyLen), true);
+    this.memoryAdd(this.accountedTo(conn, map, old), -(recordSize(old) + this.keyLength(conn, map, name)), true);
     map.delete(name);
   }
 
