@@ -63,25 +63,38 @@ export class Daemon {
     };
     const env: OpsEnv = { hv, xs, store, domains, updates: vmUpdates, timeouts: { ...DEFAULT_TIMEOUTS, ...opts.timeouts }, logger };
     const ops = new VmOperations(env, engine);
-    await domains.start();
-    // Real Xen's backends wait for Xen's hotplug scripts, which the daemon runs as libxl does (the sim's do not).
-    const hotplug = opts.backend === 'xen' ? new HotplugRunner(xs, logger.child({ component: 'hotplug' }), { timeoutMs: env.timeouts.hotplugMs }) : undefined;
-    await hotplug?.start();
-    const recovery = await recover(env, ops, logger.child({ component: 'recovery' }));
-    logger.info({ recovery }, 'recovery done');
-    domains.subscribe((list) => {
-      infoCache.fill(list);
-      ops.onDomainScan(list);
-    });
-    domains.trigger();
-    const methods: Record<string, Handler> = {
-      ...vmMethods({ env, ops, daemonVersion: opts.version, infoCache }),
-      ...taskMethods(engine),
-      ...updatesMethods(updates),
-    };
-    const server = await createApiServer({ socketPath: opts.socketPath, group: opts.group, logger, methods, version: opts.version });
-    const hooks = opts.testHooks ? await startTestHooks(opts.testHooks, engine) : undefined;
-    return new Daemon(env, engine, server, hooks, recovery, hotplug);
+    let hotplug: HotplugRunner | undefined;
+    let server: ApiServer | undefined;
+    try {
+      await domains.start();
+      // Real Xen's backends wait for Xen's hotplug scripts, which the daemon runs as libxl does (the sim's do not).
+      hotplug = opts.backend === 'xen' ? new HotplugRunner(xs, logger.child({ component: 'hotplug' }), { timeoutMs: env.timeouts.hotplugMs }) : undefined;
+      await hotplug?.start();
+      const recovery = await recover(env, ops, logger.child({ component: 'recovery' }));
+      logger.info({ recovery }, 'recovery done');
+      domains.subscribe((list) => {
+        infoCache.fill(list);
+        ops.onDomainScan(list);
+      });
+      domains.trigger();
+      const methods: Record<string, Handler> = {
+        ...vmMethods({ env, ops, daemonVersion: opts.version, infoCache }),
+        ...taskMethods(engine),
+        ...updatesMethods(updates),
+      };
+      server = await createApiServer({ socketPath: opts.socketPath, group: opts.group, logger, methods, version: opts.version });
+      const hooks = opts.testHooks ? await startTestHooks(opts.testHooks, engine) : undefined;
+      return new Daemon(env, engine, server, hooks, recovery, hotplug);
+    } catch (err) {
+      // A start-up failure closes what was opened: open sockets and timers would keep the process alive.
+      await server?.close().catch(() => {});
+      await hotplug?.close();
+      engine.close();
+      await domains.close();
+      await xs.close().catch(() => {});
+      await hv.close().catch(() => {});
+      throw err;
+    }
   }
 
   get socketPath(): string {

@@ -132,9 +132,23 @@ export class XenHypervisorBackend implements Hypervisor {
     h.close();
   }
 
-  getDomainInfoList(firstDomid: number, max: number): Promise<DomainInfo[]> {
+  /**
+   * Callers ask for "all" with a large max (the daemon: 65536); libxenctrl takes at most 32768 per call and sizes
+   * its buffer by max, so the list is read in pages of 1024 until a short page.
+   */
+  async getDomainInfoList(firstDomid: number, max: number): Promise<DomainInfo[]> {
     this.live();
-    return this.ctrl.getInfoList(firstDomid, max);
+    const PAGE = 1024;
+    const out: DomainInfo[] = [];
+    let first = firstDomid;
+    while (out.length < max) {
+      const want = Math.min(PAGE, max - out.length);
+      const page = await this.ctrl.getInfoList(first, want);
+      out.push(...page);
+      if (page.length < want) break;
+      first = page[page.length - 1]!.domid + 1;
+    }
+    return out;
   }
 
   getDomainInfo(domid: number): Promise<DomainInfo | undefined> {
