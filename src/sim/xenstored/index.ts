@@ -13,7 +13,7 @@ import { Connection, type ConnectionSink } from './connection.js';
 import { XsCore, type Quotas } from './core.js';
 import { DOMID_FIRST_RESERVED, type DomainState } from './domains.js';
 import { processMessage, type HandlerContext } from './handlers.js';
-import { useReadBuffer } from './socket-io.js';
+import { useReadBuffer, writeSocket } from './socket-io.js';
 import { checkDomains, resetConnection, type ConnectionCloser } from './lifecycle.js';
 
 export interface SimXenstoredOptions {
@@ -103,7 +103,7 @@ export class SimXenstored {
     const sink: ConnectionSink = {
       write: (data) => {
         if (sock.destroyed) return;
-        sock.write(data);
+        writeSocket(sock, data);
         if (sock.writableLength > MAX_QUEUED_OUTPUT) this.drop(conn, 'client does not read its replies');
       },
       close: () => {

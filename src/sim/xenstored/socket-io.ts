@@ -5,6 +5,7 @@
 // one request per read, the stream path (a fresh 64 KiB allocation per read, push/emit, a nextTick)
 // cost about as much CPU as everything xenstored does with the request. When a Node release changes
 // these internals, useReadBuffer returns false and the caller keeps its 'data' listener.
+import { writeSync } from 'node:fs';
 import type { Socket } from 'node:net';
 
 interface UserBufferHandle {
@@ -33,3 +34,24 @@ export function useReadBuffer(sock: Socket, buf: Buffer, onBytes: (n: number) =>
   return true;
 }
 
+
+/**
+ * Writes `data` to `sock`: straight to its file descriptor when nothing is queued in the stream (one
+ * write(2), none of the Writable bookkeeping and the nextTick it schedules per write), else through
+ * the stream. What the kernel does not take (EAGAIN, a short write) goes through the stream after it,
+ * so the byte order is kept; any other error is left for the stream to meet and report as usual.
+ */
+export function writeSocket(sock: Socket, data: Buffer): void {
+  const fd = (sock as unknown as { _handle?: { fd?: unknown } | null })._handle?.fd;
+  if (typeof fd === 'number' && fd >= 0 && sock.writableLength === 0) {
+    let written = 0;
+    try {
+      written = writeSync(fd, data);
+    } catch {
+      written = 0;
+    }
+    if (written === data.length) return;
+    if (written > 0) data = data.subarray(written);
+  }
+  sock.write(data);
+}
