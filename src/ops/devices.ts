@@ -42,6 +42,10 @@ export function planDevices(spec: VmSpec, domid: number): DevicePlan[] {
         type: 'phy',
         mode: (vbd.mode ?? (type === 'cdrom' ? 'ro' : 'rw')) === 'ro' ? 'r' : 'w',
         'device-type': type,
+        // libxl 4.17 writes both: discard on for disks (the backend then offers feature-discard), and the
+        // protocol specification (xen, not virtio).
+        ...(type === 'disk' ? { 'discard-enable': '1' } : {}),
+        specification: 'xen',
       },
       frontendKeys: {
         backend,

@@ -60,20 +60,6 @@ const KNOWN_DIFFERENCES: KnownDifference[] = [
   },
   {
     kind: 'missing',
-    path: `${VBD_BE}/discard-enable`,
-    expected: '"1" (n0,rDOMID)',
-    owner: 'daemon',
-    reason: "libxl writes the disk's discard setting (default on) into the backend; the daemon writes none",
-  },
-  {
-    kind: 'missing',
-    path: `${VBD_BE}/specification`,
-    expected: '"xen" (n0,rDOMID)',
-    owner: 'daemon',
-    reason: "libxl 4.17 writes the disk's specification (xen or virtio) into the backend; the daemon writes none",
-  },
-  {
-    kind: 'missing',
     path: '/local/domain/DOMID/console/tty',
     expected: '"/dev/pts/0" (n0,rDOMID)',
     owner: 'sim',
