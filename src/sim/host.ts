@@ -171,9 +171,15 @@ export class SimHost {
   }
 }
 
-/** What xen-init-dom0 writes at boot on a real host; the sim host is that boot. */
+/**
+ * What dom0's boot writes on a real host (its Linux kernel's xenbus announces the shutdown features it
+ * answers, then xen-init-dom0 names the domain); the sim host is that boot.
+ */
 async function writeDom0Skeleton(xs: XenstoreClient): Promise<void> {
   const keys: Array<[string, string]> = [
+    ['/local/domain/0/control/feature-poweroff', '1'],
+    ['/local/domain/0/control/feature-reboot', '1'],
+    ['/local/domain/0/control/feature-suspend', '1'],
     ['/local/domain/0/domid', '0'],
     ['/local/domain/0/name', 'Domain-0'],
     ['/tool/xenstored', ''],
