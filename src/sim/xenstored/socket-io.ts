@@ -1,10 +1,11 @@
-// Reading an accepted unix socket into one reusable buffer instead of through its Readable stream.
-// Node offers this as the `onread` option of net.Socket, but only for sockets the caller constructs; a
-// server's accepted sockets take the option's two internal slots (the kBuffer / kBufferCb symbols,
-// which net.Socket's constructor fills from `onread`) plus the handle's useUserBuffer. Why bother: with
-// one request per read, the stream path (a fresh 64 KiB allocation per read, push/emit, a nextTick)
-// cost about as much CPU as everything xenstored does with the request. When a Node release changes
-// these internals, useReadBuffer returns false and the caller keeps its 'data' listener.
+// The I/O of an accepted unix socket without its stream machinery, for the one-request-at-a-time case
+// where that machinery cost about as much CPU as everything xenstored does with a request.
+// Reading: into one reusable buffer. Node offers this as the `onread` option of net.Socket, but only for
+// sockets the caller constructs; a server's accepted sockets take the option's two internal slots (the
+// kBuffer / kBufferCb symbols, which net.Socket's constructor fills from `onread`) plus the handle's
+// useUserBuffer. That saves a fresh 64 KiB allocation, a Readable push/emit and a nextTick per read.
+// When a Node release changes these internals, useReadBuffer returns false and the caller keeps its
+// 'data' listener. Writing: see writeSocket.
 import { writeSync } from 'node:fs';
 import type { Socket } from 'node:net';
 
