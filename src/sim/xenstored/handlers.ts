@@ -10,7 +10,7 @@ import { destroyDomain, introduceDomain, resetConnection, type ConnectionCloser 
 import { atoi, atou, countNuls, cStrings, firstString, oneArg } from './payload.js';
 import { formatPerms, parsePerms, PERM_IGNORE, PERM_OWNER, PERM_READ, PERM_WRITE } from './perms.js';
 import { commitTransaction, startTransaction } from './transactions.js';
-import { fireWatches, watchPath } from './watches.js';
+import { addWatch, fireWatches, removeWatchAt, watchPath } from './watches.js';
 
 export interface HandlerContext {
   core: XsCore;
@@ -206,7 +206,7 @@ const watch: Handler = ({ core }, conn, payload) => {
   if (core.isUnprivileged(conn) && conn.domain!.nbwatch > core.quotas.watches) return 'E2BIG';
   if (!core.memoryAdd(conn.id, path.length + token.length, false)) return 'ENOMEM';
   const w = { node: path, token, relativePath: relative };
-  conn.watches.push(w);
+  addWatch(core, conn, w);
   if (conn.domain) conn.domain.nbwatch++;
   conn.ack(MsgType.WATCH);
   conn.queueEvent(watchPath(w, w.node), token);
@@ -219,7 +219,7 @@ const unwatch: Handler = ({ core }, conn, payload) => {
   const path = core.canonicalize(conn, rawPath);
   const index = conn.watches.findIndex((w) => w.node === path && w.token === token);
   if (index < 0) return 'ENOENT';
-  conn.watches.splice(index, 1);
+  removeWatchAt(core, conn, index);
   core.memoryAdd(conn.id, -(path.length + token.length), true);
   if (conn.domain && conn.domain.nbwatch) conn.domain.nbwatch--;
   conn.ack(MsgType.UNWATCH);

@@ -4,7 +4,7 @@ import type { Connection } from './connection.js';
 import { WALK_OK, WALK_SKIP_CHILDREN, WALK_SUCCESS_STOP, type XsCore } from './core.js';
 import type { Domain } from './domains.js';
 import type { NodePerm } from './perms.js';
-import { fireWatches } from './watches.js';
+import { clearWatches, fireWatches } from './watches.js';
 
 export interface ConnectionCloser {
   /** Forgets a connection's watches and transactions and closes its transport. */
@@ -15,7 +15,7 @@ export interface ConnectionCloser {
 export function resetConnection(core: XsCore, conn: Connection): void {
   if (conn.domain) conn.domain.nbwatch = Math.max(0, conn.domain.nbwatch - conn.watches.length);
   for (const w of conn.watches) core.memoryAdd(conn.id, -(w.node.length + w.token.length), true);
-  conn.watches.length = 0;
+  clearWatches(core, conn);
   for (const tx of conn.transactions.values()) core.discardTransaction(tx);
   conn.transactions.clear();
   conn.transaction = null;
