@@ -70,6 +70,7 @@ export class Daemon {
       // Real Xen's backends wait for Xen's hotplug scripts, which the daemon runs as libxl does (the sim's do not).
       hotplug = opts.backend === 'xen' ? new HotplugRunner(xs, logger.child({ component: 'hotplug' }), { timeoutMs: env.timeouts.hotplugMs }) : undefined;
       await hotplug?.start();
+      env.hotplug = hotplug;
       const recovery = await recover(env, ops, logger.child({ component: 'recovery' }));
       logger.info({ recovery }, 'recovery done');
       domains.subscribe((list) => {

@@ -3,8 +3,8 @@
 // `vif-bridge` puts vif<domid>.<devid> on the bridge — and the script reports hotplug-status=connected, which the
 // daemon's device plug waits for. Only the xen backend needs this (the sim's backends report hotplug-status
 // themselves), so the daemon starts a runner only there. It works from xenstore alone: one watch on dom0's backend
-// tree; a vbd/vif backend that reaches InitWait with a script gets `add` (vif: `online`), a backend directory that
-// disappears gets `remove` (vif: `offline`) with the environment it was added with.
+// tree; a vbd/vif backend that reaches InitWait with a script gets `add` (vif: `online`). `remove` (vif: `offline`)
+// runs from the teardown (removeDomain) while the keys exist, or, for a backend removed otherwise, once it is gone.
 import { spawn } from 'node:child_process';
 import type { Logger } from 'pino';
 import type { Watch, XenstoreClient } from '../xenstore/types.js';
@@ -120,6 +120,27 @@ export class HotplugRunner {
       await this.xs.write(`${backend}/hotplug-error`, `${script} ${args[0]} exited ${code}`).catch(() => {});
       await this.xs.write(`${backend}/hotplug-status`, 'error').catch(() => {});
     }
+  }
+
+  /**
+   * Runs the remove scripts of a destroyed domain's devices while their backend keys still exist (libxl's order:
+   * scripts, then the nodes), so that they can read them (block needs params; for a file it detaches the loop device
+   * it made). The teardown calls this between the destroy and the removal of the nodes; backends it handled are
+   * forgotten, so their later removal runs nothing.
+   */
+  async removeDomain(domid: number): Promise<void> {
+    const mine = [...this.added.keys()].filter((b) => Number(DEVICE_RE.exec(b)![2]) === domid);
+    await Promise.all(
+      mine.map(async (backend) => {
+        await this.running.get(backend);
+        const done = this.added.get(backend);
+        if (!done) return;
+        this.added.delete(backend);
+        const devid = Number(DEVICE_RE.exec(backend)![3]);
+        const { args, env } = hotplugInvocation(done.kind, backend, done.script, domid, devid, false);
+        await this.runScript(backend, done.script, args, env);
+      }),
+    );
   }
 
   /**

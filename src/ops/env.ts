@@ -29,6 +29,8 @@ export interface OpsEnv {
   updates: { add(kind: UpdateKind, id: string): void };
   timeouts: OpsTimeouts;
   logger: Logger;
+  /** xen backend only: runs the hotplug scripts' remove for a destroyed domain before its backends go. */
+  hotplug?: { removeDomain(domid: number): Promise<void> };
 }
 
 /** Maps a low-level failure to the API error the task reports. */

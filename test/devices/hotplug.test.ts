@@ -127,3 +127,24 @@ test('a backend without a script key is left alone', async () => {
   assert.equal(await xs.tryRead(`${be}/hotplug-status`), undefined);
   assert.equal(runner.runs.filter((r) => r.backend === be).length, 0);
 });
+
+test('removeDomain runs the remove scripts of a domain while its backend keys exist, and only once', { timeout: 20_000 }, async () => {
+  const script = fakeScript('block-teardown', 0);
+  const be = '/local/domain/0/backend/vbd/10/51712';
+  const other = '/local/domain/0/backend/vbd/11/51712';
+  for (const b of [be, other]) {
+    await xs.write(`${b}/script`, script);
+    await xs.write(`${b}/state`, '2');
+  }
+  await until('both adds', () => (logLines(script).length === 2 ? true : undefined));
+  await runner.removeDomain(10);
+  const lines = logLines(script);
+  assert.equal(lines.length, 3);
+  assert.match(lines[2]!, new RegExp(`^remove XENBUS_TYPE=vbd XENBUS_PATH=${be} `));
+  assert.equal(await xs.tryRead(`${be}/state`), '2', 'the keys are still there when remove runs');
+  await xs.rm('/local/domain/0/backend/vbd/10');
+  await sleep(300);
+  assert.equal(logLines(script).length, 3, 'removing the nodes afterwards runs nothing more; domain 11 untouched');
+  await xs.rm('/local/domain/0/backend/vbd/11');
+  await until('the other domain\'s remove', () => (logLines(script).length === 4 ? true : undefined));
+});
