@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { Connection } from '../../src/sim/xenstored/connection.js';
-import { parentName, type XsCore, type XsNode } from '../../src/sim/xenstored/core.js';
+import { parentName, WALK_OK, WALK_SKIP_CHILDREN, WALK_SUCCESS_STOP, type XsCore, type XsNode } from '../../src/sim/xenstored/core.js';
 import { SimXenstored } from '../../src/sim/xenstored/index.js';
 import { PERM_READ, type NodePerm } from '../../src/sim/xenstored/perms.js';
 import {
@@ -183,4 +183,86 @@ test('a write looks only at the watches on its path and ancestors, not at 3,000 
   await dom0.write('/local/domain/18/device', 'x');
   dom0.close();
   await xs.close();
+});
+
+/** A store with nodes owned by dom0, 3, 4 and 5 in and under one another, and a watcher on everything. */
+async function ownedTree(seed: number): Promise<{ xs: SimXenstored; dom0: WireClient; watcher: WireClient }> {
+  const xs = new SimXenstored();
+  const dom0 = new WireClient(xs.connectAs(0));
+  const rand = prng(seed);
+  for (const d of [3, 4, 5]) await dom0.introduce(d);
+  const names: string[] = [];
+  for (let i = 0; i < 300; i++) {
+    const top = ['/local/domain/3', '/local/domain/4', '/local/domain/5', '/local/domain/0/backend/vbd', '/vm', '/tool/x'][Math.floor(rand() * 6)]!;
+    let name = top;
+    const depth = 1 + Math.floor(rand() * 4);
+    for (let k = 0; k < depth; k++) name += `/${'abcd'[Math.floor(rand() * 4)]}`;
+    names.push(name);
+    await dom0.write(name, 'v');
+  }
+  for (const name of names) {
+    if (rand() < 0.4) await dom0.setPerms(name, [`n${[0, 3, 4, 5][Math.floor(rand() * 4)]}`]);
+  }
+  await dom0.setPerms('/local/domain/4', ['n4']);
+  // A subtree with nothing of domain 4 in it: release has no reason to enter it.
+  await Promise.all(Array.from({ length: 200 }, (_, i) => dom0.write(`/local/domain/3/big/${i}`, 'v')));
+  const watcher = new WireClient(xs.connectAs(0));
+  await watcher.watch('/', 'all');
+  await watcher.watch('@releaseDomain', 'rel');
+  await watcher.drainEvents();
+  return { xs, dom0, watcher };
+}
+
+function dump(core: XsCore): string[] {
+  return [...core.db].map(([name, rec]) => `${name} ${JSON.stringify(rec.perms)} ${rec.children.join(',')}`).sort();
+}
+
+test('release removes the same nodes in the same order as the walk of the whole tree, entering far fewer nodes', async () => {
+  for (const seed of [1, 2, 3]) {
+    const a = await ownedTree(seed);
+    const b = await ownedTree(seed);
+    const coreA = coreOf(a.xs);
+    const coreB = coreOf(b.xs);
+    assert.deepEqual(dump(coreA), dump(coreB));
+    const domainB = coreB.domains.find(4)!;
+    assert.ok(domainB.nbentry > 1);
+    // The oracle: xenstored's walk over every node, then a release with nothing left to remove.
+    let oracleReads = 0;
+    const readNodeB = coreB.readNode.bind(coreB);
+    coreB.readNode = (conn, name) => {
+      oracleReads++;
+      return readNodeB(conn, name);
+    };
+    coreB.walk(null, '/', (node) => {
+      if (node.perms[0]!.id !== 4) return WALK_OK;
+      assert.equal(coreB.rmNode(null, node.name), undefined);
+      return domainB.nbentry > 0 ? WALK_SKIP_CHILDREN : WALK_SUCCESS_STOP;
+    }, undefined);
+    coreB.readNode = readNodeB;
+    await b.dom0.release(4);
+
+    let reads = 0;
+    const readNode = coreA.readNode.bind(coreA);
+    coreA.readNode = (conn, name) => {
+      reads++;
+      return readNode(conn, name);
+    };
+    await a.dom0.release(4);
+    coreA.readNode = readNode;
+
+    await a.watcher.sync();
+    await b.watcher.sync();
+    const eventsA = await a.watcher.drainEvents();
+    assert.deepEqual(eventsA, await b.watcher.drainEvents(), `seed ${seed}`);
+    assert.ok(eventsA.length > 5, `seed ${seed}: only ${eventsA.length} events`);
+    assert.equal(eventsA.at(-1)?.token, 'rel');
+    assert.deepEqual(dump(coreA), dump(coreB), `seed ${seed}`);
+    // The 200 nodes of /local/domain/3/big are read by the oracle and not by the release.
+    assert.ok(reads + 200 <= oracleReads, `seed ${seed}: release read ${reads} nodes, the whole walk ${oracleReads}`);
+    for (const { xs, dom0, watcher } of [a, b]) {
+      watcher.close();
+      dom0.close();
+      await xs.close();
+    }
+  }
 });

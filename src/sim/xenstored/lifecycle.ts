@@ -1,7 +1,7 @@
 // Domain lifecycle: INTRODUCE, RELEASE and the hypervisor's domain-state changes (VIRQ_DOM_EXC in Xen).
 // Destroying a domain removes the nodes it still owns and fires @releaseDomain.
 import type { Connection } from './connection.js';
-import { WALK_OK, WALK_SKIP_CHILDREN, WALK_SUCCESS_STOP, type XsCore } from './core.js';
+import { parentName, WALK_OK, WALK_SKIP_CHILDREN, WALK_SUCCESS_STOP, type XsCore } from './core.js';
 import type { Domain } from './domains.js';
 import type { NodePerm } from './perms.js';
 import { clearWatches, fireWatches } from './watches.js';
@@ -45,12 +45,35 @@ function removeDomidFromPerms(perms: readonly NodePerm[], domid: number): NodePe
   return out;
 }
 
-/** destroy_domain: remove orphaned nodes, forget the domain, tell @releaseDomain watchers. */
+/**
+ * The nodes above some node `domid` owns: the only ones whose children destroy's walk must look at.
+ * One pass over the records (owners never change during the walk: removing a subtree only rewrites
+ * its parent's children list), instead of reading and entering every node of the store.
+ */
+function ancestorsOfOwned(core: XsCore, domid: number): Set<string> {
+  const above = new Set<string>();
+  for (const [name, rec] of core.db) {
+    if (rec.perms[0]?.id !== domid || name === '/') continue;
+    for (let p = parentName(name); !above.has(p); p = parentName(p)) {
+      above.add(p);
+      if (p === '/') break;
+    }
+  }
+  return above;
+}
+
+/**
+ * destroy_domain: remove orphaned nodes, forget the domain, tell @releaseDomain watchers. The walk is
+ * xenstored's (depth first from `/`, removing each owned node with its subtree, stopping once the
+ * domain owns nothing more) except that it does not enter a subtree holding no owned node: nothing in
+ * there would be removed, so what is removed, in which order, and the watch events are the same.
+ */
 export function destroyDomain(core: XsCore, closer: ConnectionCloser, domain: Domain): void {
   for (const conn of [...domain.conns]) closer.dropConnection(conn, 'domain released');
   if (domain.nbentry > 0) {
+    const above = ancestorsOfOwned(core, domain.domid);
     core.walk(null, '/', (node) => {
-      if (node.perms[0]!.id !== domain.domid) return WALK_OK;
+      if (node.perms[0]!.id !== domain.domid) return above.has(node.name) ? WALK_OK : WALK_SKIP_CHILDREN;
       const err = core.rmNode(null, node.name);
       if (err) core.log?.error({ node: node.name, err }, 'could not delete orphaned node');
       return domain.nbentry > 0 ? WALK_SKIP_CHILDREN : WALK_SUCCESS_STOP;
