@@ -4,22 +4,16 @@ import type { Perm, PermLetter } from '../src/xenstore/wire.js';
 import { PAYLOAD_MAX } from '../src/xenstore/wire.js';
 import { XsError, type CallOptions, type XsOps } from '../src/xenstore/types.js';
 import type { TxHandle } from '../src/xenstore/transaction.js';
+import { tryReadVia } from '../src/xenstore/ops-delegate.js';
 import { XS_PERM_READ, XS_PERM_WRITE, callAsync, copyBytes, decodeStrings, freeBlock, type LibXenstore } from './xenstore-lib.js';
 import type { HandleSlot } from './xenstore-handles.js';
+import type { LibXenstoreClient } from './xenstore.js';
 
-/** What the ops need from the client: its call runner and result helpers. */
-export interface OpsHost {
-  readonly library: LibXenstore;
-  exec<T>(
-    op: string,
-    path: string | undefined,
-    opts: CallOptions | undefined,
-    fn: (h: bigint) => Promise<T | FailedCall>,
-    slot?: HandleSlot,
-    txGeneration?: number,
-  ): Promise<T>;
-  boolCall(fn: LibXenstore['xs_read'], ...args: unknown[]): Promise<void | FailedCall>;
-}
+/** One libxenstore call on handle `h`: its value, or a FailedCall carrying errno. */
+export type LibCall<T> = (h: bigint) => Promise<T | FailedCall>;
+
+/** What the ops need from the client (bindings/xenstore.ts): its call runner and result helpers. */
+export type OpsHost = Pick<LibXenstoreClient, 'library' | 'exec' | 'boolCall'>;
 
 const PERM_BITS: Record<PermLetter, number> = { n: 0, r: XS_PERM_READ, w: XS_PERM_WRITE, b: XS_PERM_READ | XS_PERM_WRITE };
 const PERM_LETTERS: PermLetter[] = ['n', 'r', 'w', 'b'];
@@ -46,7 +40,7 @@ export class LibOps implements XsOps {
     protected readonly txGeneration?: number,
   ) {}
 
-  protected run<T>(op: string, path: string, opts: CallOptions | undefined, fn: (h: bigint) => Promise<T | FailedCall>): Promise<T> {
+  protected run<T>(op: string, path: string, opts: CallOptions | undefined, fn: LibCall<T>): Promise<T> {
     try {
       checkPath(op, path);
     } catch (e) {
@@ -69,13 +63,8 @@ export class LibOps implements XsOps {
     });
   }
 
-  async tryRead(path: string, opts?: CallOptions): Promise<string | undefined> {
-    try {
-      return await this.read(path, opts);
-    } catch (e) {
-      if (e instanceof XsError && e.errno === 'ENOENT') return undefined;
-      throw e;
-    }
+  tryRead(path: string, opts?: CallOptions): Promise<string | undefined> {
+    return tryReadVia(this, path, opts);
   }
 
   write(path: string, value: string | Buffer, opts?: CallOptions): Promise<void> {

@@ -8,14 +8,13 @@ import type { Logger } from 'pino';
 import { XsError, type CallOptions, type Watch, type WatchEvent } from '../src/xenstore/types.js';
 import { XsConnectionError, errnoName } from '../src/xenstore/errors.js';
 import { WatchStream } from '../src/xenstore/watch-stream.js';
+import { WatchRegistry } from '../src/xenstore/watch-registry.js';
 import { callAsync, decodeStrings, freeBlock } from './xenstore-lib.js';
 import { HandleSlot, openHandle } from './xenstore-handles.js';
-import type { OpsHost } from './xenstore-ops.js';
+import type { LibXenstoreClient } from './xenstore.js';
 
-export interface WatchHost extends OpsHost {
-  readonly closed: boolean;
-  readonly errnoTable: Record<string, number>;
-}
+/** What the watches need from the client (bindings/xenstore.ts). */
+export type WatchHost = Pick<LibXenstoreClient, 'library' | 'exec' | 'boolCall' | 'closed' | 'errnoTable'>;
 
 export interface LibWatchesOptions {
   path: string | undefined;
@@ -39,7 +38,7 @@ export class LibWatches {
   private pollGeneration = -1;
   private draining = false;
   private healthTimer: NodeJS.Timeout | undefined;
-  private readonly watches = new Map<string, WatchStream[]>();
+  private readonly watches = new WatchRegistry();
   private reconnecting = false;
 
   constructor(
@@ -51,14 +50,12 @@ export class LibWatches {
     const tok = token ?? `xsng-${process.pid}-${++tokenCounter}`;
     const slot = (this.slot ??= new HandleSlot('watch', this.host.library, this.opts.logger));
     const w = new WatchStream(path, tok, (ws) => this.unwatch(ws));
-    const list = this.watches.get(tok);
-    if (list) list.push(w);
-    else this.watches.set(tok, [w]);
+    this.watches.add(w);
     try {
       await this.host.exec('watch', path, opts, (h) => this.host.boolCall(this.host.library.xs_watch, h, path, tok), slot);
       await this.startPolling(slot);
     } catch (e) {
-      this.forget(w);
+      this.watches.forget(w);
       w.end();
       // Timed out or aborted: the call may still complete and register it, so queue its removal behind it.
       if (!(e instanceof XsError)) {
@@ -70,16 +67,8 @@ export class LibWatches {
     return w;
   }
 
-  private forget(w: WatchStream): void {
-    const list = this.watches.get(w.token);
-    if (!list) return;
-    const i = list.indexOf(w);
-    if (i >= 0) list.splice(i, 1);
-    if (list.length === 0) this.watches.delete(w.token);
-  }
-
   private async unwatch(w: WatchStream): Promise<void> {
-    this.forget(w);
+    this.watches.forget(w);
     const slot = this.slot;
     if (!slot || this.host.closed) return;
     try {
@@ -180,8 +169,7 @@ export class LibWatches {
     // The whole daemon most likely restarted: every pooled handle is stale too; they reopen on their next call.
     this.opts.onConnectionLost();
     if (!this.opts.reconnectEnabled) {
-      for (const list of this.watches.values()) for (const w of list) w.end(new XsConnectionError('watch', w.path, 'connection to xenstored lost'));
-      this.watches.clear();
+      this.watches.endAll((w) => new XsConnectionError('watch', w.path, 'connection to xenstored lost'));
       return;
     }
     void this.reconnect();
@@ -223,7 +211,7 @@ export class LibWatches {
   /** Registers every watch on the (new) watch handle; false when the connection was lost meanwhile. */
   private async reregister(slot: HandleSlot): Promise<boolean> {
     const generation = slot.generation;
-    for (const list of [...this.watches.values()]) {
+    for (const list of [...this.watches.lists()]) {
       for (const w of [...list]) {
         try {
           await this.host.exec('watch', w.path, undefined, (h) => this.host.boolCall(this.host.library.xs_watch, h, w.path, w.token), slot);
@@ -232,7 +220,7 @@ export class LibWatches {
           if (err instanceof XsConnectionError) return false;
           if (err instanceof XsError && err.errno === 'EEXIST') continue; // registered by a concurrent watch()
           this.opts.logger?.warn({ err, path: w.path }, 'xenstore(libxenstore): re-registering watch failed');
-          this.forget(w);
+          this.watches.forget(w);
           w.end(err);
         }
       }
@@ -242,7 +230,7 @@ export class LibWatches {
 
   /** Unregisters every watch of this client (libxenstore has no RESET_WATCHES call). */
   async closeAll(): Promise<void> {
-    const all = [...this.watches.values()].flat();
+    const all = [...this.watches.lists()].flat();
     await Promise.all(all.map((w) => w.close()));
   }
 
@@ -251,7 +239,6 @@ export class LibWatches {
     if (this.healthTimer) clearInterval(this.healthTimer);
     this.poller?.close();
     this.poller = undefined;
-    for (const list of this.watches.values()) for (const w of list) w.end();
-    this.watches.clear();
+    this.watches.endAll();
   }
 }

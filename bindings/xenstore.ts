@@ -10,7 +10,6 @@
 import { EventEmitter } from 'node:events';
 import koffi from 'koffi';
 import type { Logger } from 'pino';
-import type { Perm } from '../src/xenstore/wire.js';
 import {
   XsError,
   XsTimeoutError,
@@ -21,9 +20,10 @@ import {
 } from '../src/xenstore/types.js';
 import { XsConnectionError, abortReason, errnoName } from '../src/xenstore/errors.js';
 import { runTransaction, type TxHandle } from '../src/xenstore/transaction.js';
+import { DelegatingOps } from '../src/xenstore/ops-delegate.js';
 import { callAsync, decodeCString, freeBlock, loadLibxenstore, type LibXenstore } from './xenstore-lib.js';
 import { HandleSlot, openHandle } from './xenstore-handles.js';
-import { FailedCall, LibOps, LibTx, checkDomid, type OpsHost } from './xenstore-ops.js';
+import { FailedCall, LibOps, LibTx, checkDomid, type LibCall } from './xenstore-ops.js';
 import { LibWatches } from './xenstore-watches.js';
 
 export { LibxenstoreUnavailableError, loadLibxenstore } from './xenstore-lib.js';
@@ -50,7 +50,7 @@ class Cancelled {
   done = false;
 }
 
-export class LibXenstoreClient extends EventEmitter implements XenstoreClient, OpsHost {
+export class LibXenstoreClient extends DelegatingOps(EventEmitter) implements XenstoreClient {
   private readonly lib: LibXenstore;
   private readonly pool: HandleSlot[] = [];
   private readonly watchSet: LibWatches;
@@ -59,7 +59,7 @@ export class LibXenstoreClient extends EventEmitter implements XenstoreClient, O
   private readonly maxDelay: number;
   private readonly reconnectEnabled: boolean;
   private _closed = false;
-  private readonly root: LibOps;
+  protected readonly root: LibOps;
   readonly errnoTable: Record<string, number>;
 
   private constructor(private readonly opts: LibXenstoreOptions) {
@@ -141,14 +141,7 @@ export class LibXenstoreClient extends EventEmitter implements XenstoreClient, O
    * Runs one libxenstore call on a slot's queue with timeout and abort. `fn` returns the call's value, or a
    * FailedCall carrying errno. `txGeneration` pins a transaction's call to the handle generation it began in.
    */
-  exec<T>(
-    op: string,
-    path: string | undefined,
-    opts: CallOptions | undefined,
-    fn: (h: bigint) => Promise<T | FailedCall>,
-    slot?: HandleSlot,
-    txGeneration?: number,
-  ): Promise<T> {
+  exec<T>(op: string, path: string | undefined, opts: CallOptions | undefined, fn: LibCall<T>, slot?: HandleSlot, txGeneration?: number): Promise<T> {
     if (this.closed) return Promise.reject(new XsConnectionError(op, path, 'client is closed'));
     const signal = opts?.signal;
     if (signal?.aborted) return Promise.reject(abortReason(signal));
@@ -214,32 +207,7 @@ export class LibXenstoreClient extends EventEmitter implements XenstoreClient, O
     });
   }
 
-  // ---- XsOps ----------------------------------------------------------------------------------------------
-
-  read(path: string, opts?: CallOptions): Promise<string> {
-    return this.root.read(path, opts);
-  }
-  tryRead(path: string, opts?: CallOptions): Promise<string | undefined> {
-    return this.root.tryRead(path, opts);
-  }
-  write(path: string, value: string | Buffer, opts?: CallOptions): Promise<void> {
-    return this.root.write(path, value, opts);
-  }
-  mkdir(path: string, opts?: CallOptions): Promise<void> {
-    return this.root.mkdir(path, opts);
-  }
-  rm(path: string, opts?: CallOptions): Promise<void> {
-    return this.root.rm(path, opts);
-  }
-  directory(path: string, opts?: CallOptions): Promise<string[]> {
-    return this.root.directory(path, opts);
-  }
-  getPerms(path: string, opts?: CallOptions): Promise<Perm[]> {
-    return this.root.getPerms(path, opts);
-  }
-  setPerms(path: string, perms: Perm[], opts?: CallOptions): Promise<void> {
-    return this.root.setPerms(path, perms, opts);
-  }
+  // ---- XsOps: read, tryRead, write, mkdir, rm, directory, getPerms, setPerms (DelegatingOps, to `root`) ----
 
   async startTransaction(opts?: CallOptions): Promise<TxHandle> {
     const slot = this.pickSlot();

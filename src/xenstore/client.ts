@@ -21,6 +21,8 @@ import { XsConnectionError, XsProtocolError } from './errors.js';
 import { buildFrame, parseDirectoryPart, permString, replyPerms, replyString, replyStrings } from './frame.js';
 import { runTransaction, type TxHandle } from './transaction.js';
 import { WatchStream } from './watch-stream.js';
+import { DelegatingOps, tryReadVia } from './ops-delegate.js';
+import { WatchRegistry } from './watch-registry.js';
 
 export interface XsClientOptions {
   /** Unix socket of xenstored; default defaultSocketPath() ($XENSTORED_PATH, $XENSTORED_RUNDIR/socket, /var/run/...). */
@@ -77,13 +79,8 @@ class Ops implements XsOps {
     return this.send(MsgType.READ, 'read', path, opts, undefined, undefined, asUtf8);
   }
 
-  async tryRead(path: string, opts?: CallOptions): Promise<string | undefined> {
-    try {
-      return await this.read(path, opts);
-    } catch (e) {
-      if (e instanceof XsError && e.errno === 'ENOENT') return undefined;
-      throw e;
-    }
+  tryRead(path: string, opts?: CallOptions): Promise<string | undefined> {
+    return tryReadVia(this, path, opts);
   }
 
   write(path: string, value: string | Buffer, opts?: CallOptions): Promise<void> {
@@ -176,11 +173,10 @@ export interface XsClientEvents {
   closed: [Error];
 }
 
-export class XsClient extends EventEmitter<XsClientEvents> implements XenstoreClient {
+export class XsClient extends DelegatingOps(EventEmitter<XsClientEvents>) implements XenstoreClient {
   private readonly ch: Channel;
-  private readonly root: Ops;
-  /** Watches by token (several watches may share a token on different paths). */
-  private readonly watches = new Map<string, WatchStream[]>();
+  protected readonly root: Ops;
+  private readonly watches = new WatchRegistry();
   private readonly logger?: Logger;
 
   private constructor(opts: XsClientOptions) {
@@ -199,8 +195,7 @@ export class XsClient extends EventEmitter<XsClientEvents> implements XenstoreCl
       onWatchEvent: (p, t) => this.onWatchEvent(p, t),
       onReconnected: () => this.reregisterWatches(),
       onClosed: (err) => {
-        for (const list of this.watches.values()) for (const w of list) w.end();
-        this.watches.clear();
+        this.watches.endAll();
         this.emit('closed', err);
       },
     });
@@ -218,30 +213,7 @@ export class XsClient extends EventEmitter<XsClientEvents> implements XenstoreCl
     return this.ch.connected;
   }
 
-  read(path: string, opts?: CallOptions): Promise<string> {
-    return this.root.read(path, opts);
-  }
-  tryRead(path: string, opts?: CallOptions): Promise<string | undefined> {
-    return this.root.tryRead(path, opts);
-  }
-  write(path: string, value: string | Buffer, opts?: CallOptions): Promise<void> {
-    return this.root.write(path, value, opts);
-  }
-  mkdir(path: string, opts?: CallOptions): Promise<void> {
-    return this.root.mkdir(path, opts);
-  }
-  rm(path: string, opts?: CallOptions): Promise<void> {
-    return this.root.rm(path, opts);
-  }
-  directory(path: string, opts?: CallOptions): Promise<string[]> {
-    return this.root.directory(path, opts);
-  }
-  getPerms(path: string, opts?: CallOptions): Promise<Perm[]> {
-    return this.root.getPerms(path, opts);
-  }
-  setPerms(path: string, perms: Perm[], opts?: CallOptions): Promise<void> {
-    return this.root.setPerms(path, perms, opts);
-  }
+  // read, tryRead, write, mkdir, rm, directory, getPerms, setPerms: DelegatingOps, to `root`.
 
   /** Opens a transaction by hand (transaction() is usually what you want: it retries on EAGAIN). */
   async startTransaction(opts?: CallOptions): Promise<TxHandle> {
@@ -261,13 +233,11 @@ export class XsClient extends EventEmitter<XsClientEvents> implements XenstoreCl
     const tok = token ?? `xsng-${process.pid}-${++tokenCounter}`;
     const w = new WatchStream(path, tok, (ws) => this.unwatch(ws));
     // Registered locally first: the initial event may arrive before the WATCH reply.
-    const list = this.watches.get(tok);
-    if (list) list.push(w);
-    else this.watches.set(tok, [w]);
+    this.watches.add(w);
     try {
       await this.root.send(MsgType.WATCH, 'watch', path, opts, tok);
     } catch (e) {
-      this.forget(w);
+      this.watches.forget(w);
       w.end();
       // Timed out or aborted after sending: the server may have registered it, so take it back.
       if (!(e instanceof XsError) && this.ch.connected) {
@@ -278,16 +248,8 @@ export class XsClient extends EventEmitter<XsClientEvents> implements XenstoreCl
     return w;
   }
 
-  private forget(w: WatchStream): void {
-    const list = this.watches.get(w.token);
-    if (!list) return;
-    const i = list.indexOf(w);
-    if (i >= 0) list.splice(i, 1);
-    if (list.length === 0) this.watches.delete(w.token);
-  }
-
   private async unwatch(w: WatchStream): Promise<void> {
-    this.forget(w);
+    this.watches.forget(w);
     if (!this.ch.connected) return; // re-registration will simply not include it
     try {
       await this.root.send(MsgType.UNWATCH, 'unwatch', w.path, undefined, w.token);
@@ -314,13 +276,13 @@ export class XsClient extends EventEmitter<XsClientEvents> implements XenstoreCl
   }
 
   private reregisterWatches(): void {
-    for (const list of this.watches.values()) {
+    for (const list of this.watches.lists()) {
       for (const w of list) {
         this.root.send(MsgType.WATCH, 'watch', w.path, undefined, w.token).catch((err: unknown) => {
           // Lost again (a server dying as we connected): the next reconnection registers it again.
           if (err instanceof XsConnectionError) return;
           this.logger?.warn({ err, path: w.path, token: w.token }, 'xenstore: re-registering watch after reconnect failed');
-          this.forget(w);
+          this.watches.forget(w);
           w.end(err);
         });
       }
@@ -349,8 +311,7 @@ export class XsClient extends EventEmitter<XsClientEvents> implements XenstoreCl
   resetWatches(opts?: CallOptions): Promise<void> {
     return this.root.send(MsgType.RESET_WATCHES, 'reset_watches', '', opts).then(() => {
       // The server dropped every watch of this connection: end the local iterators too.
-      for (const list of this.watches.values()) for (const w of list) w.end();
-      this.watches.clear();
+      this.watches.endAll();
     });
   }
   /** CONTROL: `args[0]\0args[1]\0...`; the reply string (e.g. "OK"). */
