@@ -4,6 +4,7 @@
 import type { Logger } from 'pino';
 import type { Watch, XenstoreClient } from '../../xenstore/types.js';
 import type { BackendFaults } from './faults.js';
+import { CoalescedRuns } from '../coalesced-runs.js';
 import { HotplugError, type BackendKind, type KeyReader } from './kind.js';
 import { XS_STATE, parseState, parseU32, readOpt, writeChanged, type XenbusState } from './xenbus.js';
 
@@ -21,8 +22,15 @@ export class BackendDevice {
   /** What this backend last saw of itself, for `sim status`. */
   state: XenbusState | undefined;
   hotplug: 'pending' | 'connected' | 'error' = 'pending';
-  private running = false;
-  private again = false;
+  private readonly runs = new CoalescedRuns(
+    () => this.reconcile(),
+    () => this.disposed,
+    (err) => {
+      if (err instanceof DeviceGone) return true; // the next run finds the directory gone and lets go
+      if (!this.disposed) this.log.warn({ err }, 'backend step failed');
+      return false;
+    },
+  );
   private disposed = false;
   private frontendWatch?: Watch;
   private frontendWatched?: string;
@@ -42,27 +50,7 @@ export class BackendDevice {
 
   /** Schedules a reconcile run (coalesced with one already running). */
   kick(): void {
-    if (this.disposed) return;
-    if (this.running) {
-      this.again = true;
-      return;
-    }
-    this.running = true;
-    void (async () => {
-      try {
-        do {
-          this.again = false;
-          try {
-            await this.reconcile();
-          } catch (err) {
-            if (err instanceof DeviceGone) this.again = true; // the next run finds the directory gone and lets go
-            else if (!this.disposed) this.log.warn({ err }, 'backend step failed');
-          }
-        } while (this.again && !this.disposed);
-      } finally {
-        this.running = false;
-      }
-    })();
+    this.runs.kick();
   }
 
   async dispose(): Promise<void> {

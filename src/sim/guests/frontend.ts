@@ -5,6 +5,7 @@
 import type { Logger } from 'pino';
 import type { Watch, XenstoreClient } from '../../xenstore/types.js';
 import { XS_STATE, parseState, parseU32, readOpt, type XenbusState } from '../backends/xenbus.js';
+import { CoalescedRuns } from '../coalesced-runs.js';
 
 export interface FrontendContext {
   xs: XenstoreClient;
@@ -23,8 +24,17 @@ const BACKEND_PATH = /^\/local\/domain\/\d+\/backend\/(vbd|vif)\/\d+\/\d+$/;
 
 export class Frontend {
   state: XenbusState | undefined;
-  private running = false;
-  private again = false;
+  private readonly runs = new CoalescedRuns(
+    async () => {
+      await this.ctx.whenRunning();
+      if (!this.disposed) await this.reconcile();
+    },
+    () => this.disposed,
+    (err) => {
+      if (!this.disposed) this.log.warn({ err }, 'frontend step failed');
+      return false;
+    },
+  );
   private disposed = false;
   private resumed = false;
   private backendWatch?: Watch;
@@ -41,27 +51,7 @@ export class Frontend {
   }
 
   kick(): void {
-    if (this.disposed) return;
-    if (this.running) {
-      this.again = true;
-      return;
-    }
-    this.running = true;
-    void (async () => {
-      try {
-        do {
-          this.again = false;
-          try {
-            await this.ctx.whenRunning();
-            if (!this.disposed) await this.reconcile();
-          } catch (err) {
-            if (!this.disposed) this.log.warn({ err }, 'frontend step failed');
-          }
-        } while (this.again && !this.disposed);
-      } finally {
-        this.running = false;
-      }
-    })();
+    this.runs.kick();
   }
 
   async dispose(): Promise<void> {
