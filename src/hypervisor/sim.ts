@@ -7,9 +7,7 @@
 // every kind of fd. The fd is read and written with fs.read/fs.write (retrying on EAGAIN for
 // non-blocking fds) and is never closed here; restore reads exactly one libxc stream from it
 // and not a byte more.
-import { read, write } from 'node:fs';
 import { createConnection, type Socket } from 'node:net';
-import { promisify } from 'node:util';
 import {
   HypervisorError,
   type BuildConfig,
@@ -26,10 +24,9 @@ import {
   type XenVersion,
 } from './types.js';
 import { encodeFrame, FrameDecoder, FrameError, relayLibxcStream, type ClientMessage } from './rpc-frames.js';
+import { isSocketError, readExactFd, writeAllFd, writeSocket } from './stream-io.js';
 
 const STREAM_SETUP_TIMEOUT_MS = 10_000;
-const readAsync = promisify(read);
-const writeAsync = promisify(write);
 
 interface Pending {
   call: string;
@@ -354,70 +351,4 @@ function toBuildResult(value: unknown): BuildResult {
 /** The object without its undefined fields (the server refuses unknown or malformed fields). */
 function defined<T extends object>(value: T): T {
   return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as T;
-}
-
-function isSocketError(err: Error): boolean {
-  const code = (err as NodeJS.ErrnoException).code;
-  return code === 'EPIPE' || code === 'ECONNRESET' || code === 'ERR_STREAM_DESTROYED' || code === 'ERR_STREAM_PREMATURE_CLOSE';
-}
-
-function isAgain(err: unknown): boolean {
-  const code = (err as NodeJS.ErrnoException).code;
-  return code === 'EAGAIN' || code === 'EWOULDBLOCK';
-}
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-/** Reads exactly n bytes from fd (EOF before that is an error). */
-export async function readExactFd(fd: number, n: number, signal?: AbortSignal): Promise<Buffer> {
-  const buf = Buffer.allocUnsafe(n);
-  let got = 0;
-  let backoff = 1;
-  while (got < n) {
-    if (signal?.aborted) throw new HypervisorError('restore', 'ECANCELED', 'stream read stopped');
-    try {
-      const { bytesRead } = await readAsync(fd, buf, got, n - got, null);
-      if (bytesRead === 0) throw new Error(`stream truncated: end of fd ${fd} after ${got} of ${n} bytes`);
-      got += bytesRead;
-      backoff = 1;
-    } catch (err) {
-      if (!isAgain(err)) throw err;
-      await sleep(backoff);
-      backoff = Math.min(backoff * 2, 20);
-    }
-  }
-  return buf;
-}
-
-/** Writes all of chunk to fd. */
-export async function writeAllFd(fd: number, chunk: Buffer): Promise<void> {
-  let done = 0;
-  let backoff = 1;
-  while (done < chunk.length) {
-    try {
-      done += (await writeAsync(fd, chunk, done, chunk.length - done, null)).bytesWritten;
-      backoff = 1;
-    } catch (err) {
-      if (!isAgain(err)) throw err;
-      await sleep(backoff);
-      backoff = Math.min(backoff * 2, 20);
-    }
-  }
-}
-
-function writeSocket(socket: Socket, chunk: Buffer): Promise<void> {
-  if (socket.destroyed) return Promise.reject(Object.assign(new Error('stream connection closed'), { code: 'EPIPE' }));
-  if (socket.write(chunk)) return Promise.resolve();
-  return new Promise((resolve, reject) => {
-    const done = (err?: Error): void => {
-      socket.off('drain', onDrain);
-      socket.off('close', onClose);
-      if (err) reject(err);
-      else resolve();
-    };
-    const onDrain = (): void => done();
-    const onClose = (): void => done(Object.assign(new Error('stream connection closed'), { code: 'EPIPE' }));
-    socket.on('drain', onDrain);
-    socket.on('close', onClose);
-  });
 }
