@@ -19,6 +19,8 @@ export interface RecoveryReport {
   orphanDomains: number[];
   orphanNodes: string[];
   restarted: string[];
+  /** Steps that failed: logged and left for the next start-up; the daemon still opens its API (it must not wedge). */
+  failed: string[];
 }
 
 async function domainList(env: OpsEnv): Promise<Map<number, DomainInfo>> {
@@ -28,7 +30,18 @@ async function domainList(env: OpsEnv): Promise<Map<number, DomainInfo>> {
 
 export async function recover(env: OpsEnv, ops: VmOperations, logger: Logger): Promise<RecoveryReport> {
   const { store, xs } = env;
-  const report: RecoveryReport = { adopted: [], forgotten: [], finished: [], undone: [], orphanDomains: [], orphanNodes: [], restarted: [] };
+  const report: RecoveryReport = { adopted: [], forgotten: [], finished: [], undone: [], orphanDomains: [], orphanNodes: [], restarted: [], failed: [] };
+  /** Runs one item's step; an error is logged and reported, never allowed to stop the start-up. */
+  const attempt = async (what: string, step: () => Promise<void>): Promise<boolean> => {
+    try {
+      await step();
+      return true;
+    } catch (err) {
+      logger.error({ err, what }, 'recovery step failed: left for the next start-up');
+      report.failed.push(what);
+      return false;
+    }
+  };
   let domains = await domainList(env);
   /** Reboots to start again once the orphans are gone (a start queued earlier could race with the clean-up). */
   const toRestart: string[] = [];
@@ -41,9 +54,11 @@ export async function recover(env: OpsEnv, ops: VmOperations, logger: Logger): P
       continue;
     }
     logger.warn({ vm: rec.vm, domid: rec.domid }, 'recorded domain is gone: cleaning its nodes');
-    await removeDomainNodes(xs, rec.domid, rec.vm);
-    await store.removeDomain(rec.vm);
-    report.forgotten.push(rec.vm);
+    const done = await attempt(`forget ${rec.vm}`, async () => {
+      await removeDomainNodes(xs, rec.domid, rec.vm);
+      await store.removeDomain(rec.vm);
+    });
+    if (done) report.forgotten.push(rec.vm);
   }
 
   // 2. journal
@@ -51,43 +66,46 @@ export async function recover(env: OpsEnv, ops: VmOperations, logger: Logger): P
     const log = logger.child({ vm: entry.vm, taskId: entry.taskId, op: entry.op });
     const rec = store.getDomain(entry.vm);
     const info = rec ? domains.get(rec.domid) : undefined;
-    switch (entry.op) {
-      case 'start':
-        if (rec && info) {
-          // Everything up to the record was done; only the unpause may be missing.
-          if (!entry.args?.paused && info.paused) await env.hv.unpause(rec.domid);
-          log.info('finished an interrupted start');
-          report.finished.push(entry.vm);
-        } else {
-          log.info('undoing an interrupted start (its half-built domain is removed below)');
-          report.undone.push(entry.vm);
-        }
-        break;
-      case 'shutdown':
-      case 'reboot':
-      case 'check':
-        if (rec && entry.op === 'check') {
-          // The check is queued again below (its decision depends only on the domain's state).
+    const done = await attempt(`${entry.op} ${entry.vm}`, async () => {
+      switch (entry.op) {
+        case 'start':
+          if (rec && info) {
+            // Everything up to the record was done; only the unpause may be missing.
+            if (!entry.args?.paused && info.paused) await env.hv.unpause(rec.domid);
+            log.info('finished an interrupted start');
+            report.finished.push(entry.vm);
+          } else {
+            log.info('undoing an interrupted start (its half-built domain is removed below)');
+            report.undone.push(entry.vm);
+          }
           break;
-        }
-        if (rec && entry.domid === rec.domid) {
-          // A shutdown that got as far as asking is finished as a hard one: the caller asked for the domain to go.
-          await teardownDomain(env, rec);
-          log.info('finished an interrupted shutdown');
-          if (entry.op === 'reboot') toRestart.push(entry.vm);
-        } else if (rec && info) {
-          // A reboot whose new domain was already recorded: only its unpause may be missing.
-          if (info.paused) await env.hv.unpause(rec.domid);
-        } else if (entry.op === 'reboot') {
-          toRestart.push(entry.vm);
-        }
-        report.finished.push(entry.vm);
-        break;
-      default:
-        // pause/unpause/set_*: one idempotent step; the domain is consistent either way.
-        report.finished.push(entry.vm);
-    }
-    await store.removeJournal(entry.vm);
+        case 'shutdown':
+        case 'reboot':
+        case 'check':
+          if (rec && entry.op === 'check') {
+            // The check is queued again below (its decision depends only on the domain's state).
+            break;
+          }
+          if (rec && entry.domid === rec.domid) {
+            // A shutdown that got as far as asking is finished as a hard one: the caller asked for the domain to go.
+            await teardownDomain(env, rec);
+            log.info('finished an interrupted shutdown');
+            if (entry.op === 'reboot') toRestart.push(entry.vm);
+          } else if (rec && info) {
+            // A reboot whose new domain was already recorded: only its unpause may be missing.
+            if (info.paused) await env.hv.unpause(rec.domid);
+          } else if (entry.op === 'reboot') {
+            toRestart.push(entry.vm);
+          }
+          report.finished.push(entry.vm);
+          break;
+        default:
+          // pause/unpause/set_*: one idempotent step; the domain is consistent either way.
+          report.finished.push(entry.vm);
+      }
+    });
+    // A failed step keeps its journal entry, so the next start-up tries again.
+    if (done) await store.removeJournal(entry.vm);
   }
 
   // 3. orphans
@@ -96,17 +114,18 @@ export async function recover(env: OpsEnv, ops: VmOperations, logger: Logger): P
   for (const info of domains.values()) {
     if (info.domid === 0 || owned.has(info.domid) || !store.getSpec(info.handle)) continue;
     logger.warn({ vm: info.handle, domid: info.domid }, 'removing a domain of ours that no record owns');
-    await destroyQuiet(env, info.domid);
-    await removeDomainNodes(xs, info.domid, store.getDomain(info.handle) ? undefined : info.handle);
-    report.orphanDomains.push(info.domid);
+    const done = await attempt(`orphan domain ${info.domid}`, async () => {
+      await destroyQuiet(env, info.domid);
+      await removeDomainNodes(xs, info.domid, store.getDomain(info.handle) ? undefined : info.handle);
+    });
+    if (done) report.orphanDomains.push(info.domid);
   }
   domains = await domainList(env);
   const live = new Set(domains.keys());
   for (const child of await xs.directory('/local/domain').catch(() => [] as string[])) {
     const domid = Number(child);
     if (!Number.isInteger(domid) || domid === 0 || live.has(domid)) continue;
-    await removeDomainNodes(xs, domid, undefined);
-    report.orphanNodes.push(`/local/domain/${child}`);
+    if (await attempt(`nodes of domain ${domid}`, () => removeDomainNodes(xs, domid, undefined))) report.orphanNodes.push(`/local/domain/${child}`);
   }
   for (const kind of ['vbd', 'vif', 'console']) {
     for (const child of await xs.directory(`/local/domain/0/backend/${kind}`).catch(() => [] as string[])) {

@@ -1,7 +1,7 @@
 // VM.start as atoms (after xenopsd's VM_create / VM_build / device plug / unpause, with libxl's xenstore layout).
 // Every atom that changes something outside the daemon has an undo; run in reverse they leave nothing behind.
 import type { Atom, TaskContext } from '../tasks/types.js';
-import { CreateFlag } from '../hypervisor/types.js';
+import { CreateFlag, HypervisorError } from '../hypervisor/types.js';
 import type { VmSpec } from '../vm/spec.js';
 import { targetMib } from '../vm/spec.js';
 import type { DeviceRecord, DomainRecord } from '../vm/store.js';
@@ -200,6 +200,9 @@ export function startAtoms(env: OpsEnv, spec: VmSpec, opts: { paused: boolean })
  */
 export async function destroyQuiet(env: OpsEnv, domid: number): Promise<void> {
   const info = await env.hv.getDomainInfo(domid);
-  if (info) await env.hv.destroy(domid);
+  // A dying domain can finish going between the two calls: ESRCH then means the job is done.
+  if (info) await env.hv.destroy(domid).catch((err: unknown) => {
+    if (!(err instanceof HypervisorError && err.errno === 'ESRCH')) throw err;
+  });
   await env.xs.releaseDomain(domid).catch(() => {});
 }

@@ -121,6 +121,31 @@ describe('daemon restart', { timeout: 300_000 }, () => {
     await assertNoLeak(w, baseline);
   });
 
+  test('a recovery step that fails does not keep the daemon from starting; the next start-up finishes it', async () => {
+    const id = await addVm(w.api, { vifs: [{}] });
+    await opOk(w.api, 'VM.start', { id });
+    const d = (await w.api.call('VM.stat', { id })).state.domid as number;
+    // Killed after the shutdown was journalled: recovery must finish it with a destroy, which is made to fail.
+    await w.daemon.hook({ cmd: 'killAt', at: 0, method: 'VM.shutdown', vm: id });
+    await w.api.call('VM.shutdown', { id, mode: 'hard' }).catch(() => {});
+    await until(() => w.daemon.child.exitCode !== null || w.daemon.child.signalCode !== null, 5000, 'daemon killed');
+    await w.daemon.kill();
+    await w.control.call('hypercall.fault', { call: 'destroy', errno: 'EIO', times: 100 });
+    try {
+      await w.restartDaemon();
+      // The API is open and the VM is still what the world says: its domain is there, recorded.
+      assert.equal((await w.api.call('VM.stat', { id })).state.domid, d);
+      assert.ok((await w.control.call('status', {})).domains.some((x) => x.domid === d && x.state !== 'dying'), 'domain left for later');
+    } finally {
+      await w.control.call('faults.clear', {});
+    }
+    await w.daemon.kill();
+    await w.restartDaemon();
+    await idle(w);
+    assert.equal(await power(w.api, id), 'halted', 'the journalled shutdown is finished on the next start-up');
+    await assertNoLeak(w, baseline);
+  });
+
   test('a guest that crashes while the daemon is down gets its on_crash action after restart', async () => {
     const id = await addVm(w.api, { on_crash: 'restart' });
     await opOk(w.api, 'VM.start', { id });
