@@ -5,111 +5,33 @@
 // optionally XEN_TEST_RAMDISK); the guest with devices needs losetup and a bridge xenbr0. Writes its figures to $XEN_TEST_OUT/project-figures.json when XEN_TEST_OUT is set.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, openSync, readFileSync, readSync, closeSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { ApiClient, RpcError } from '../../src/daemon/api-client.js';
+import { RpcError } from '../../src/daemon/api-client.js';
 import { XsClient } from '../../src/xenstore/client.js';
 import { defaultSocketPath } from '../../src/xenstore/types.js';
+import {
+  CONSOLE_LOG_DIR,
+  OUT,
+  TRACE,
+  XenDaemon,
+  countRequests,
+  kernel,
+  ramdisk,
+  skipGuestTests as skip,
+  traceSince,
+  traceSize,
+  waitFor,
+  xlDomids,
+  xlList,
+  type TaskResult,
+  type VmStat,
+} from './xen-harness.js';
 
-const onXen = existsSync('/dev/xen/privcmd') || existsSync('/proc/xen/privcmd');
-const kernel = process.env.XEN_TEST_KERNEL;
-const ramdisk = process.env.XEN_TEST_RAMDISK || undefined;
-const skip = !onXen
-  ? 'not a Xen dom0 (no /dev/xen/privcmd or /proc/xen/privcmd)'
-  : process.getuid?.() !== 0
-    ? 'needs root in dom0'
-    : !kernel || !existsSync(kernel)
-      ? `XEN_TEST_KERNEL not set or missing (${kernel ?? 'unset'})`
-      : undefined;
-
-/** xenstored's trace (-T), as fixtures/nested-xen/dom0-suite.sh starts it; the request counts need it. */
-const TRACE = process.env.XENSTORED_TRACE ?? '/run/xenstored.trace';
-/** Where xenconsoled --log=guest writes guest-<name>.log (dom0-suite.sh starts it so). */
-const CONSOLE_LOG_DIR = process.env.XEN_TEST_CONSOLE_LOG_DIR ?? '/var/log/xen/console';
-const OUT = process.env.XEN_TEST_OUT;
 const MEMORY_MIB = 128;
-
-// Compiled (dist/test/integration/*.js) the daemon is dist/src/cli/xenopsd-ng.js; from source it runs under tsx.
-const compiled = import.meta.filename.endsWith('.js');
-const ROOT = resolve(import.meta.dirname, '..', '..');
-const daemonArgs = compiled ? [join(ROOT, 'src', 'cli', 'xenopsd-ng.js')] : ['--import', 'tsx', join(ROOT, 'src', 'cli', 'xenopsd-ng.ts')];
-
-interface TaskResult {
-  state: string;
-  error?: { message: string; data?: { name: string } };
-}
-interface VmStat {
-  state: { power_state: string; domid?: number };
-}
-
-async function waitFor<T>(what: string, timeoutMs: number, check: () => Promise<T | undefined | false>, everyMs = 100): Promise<T> {
-  const t0 = Date.now();
-  for (;;) {
-    const v = await check();
-    if (v !== undefined && v !== false) return v;
-    if (Date.now() - t0 > timeoutMs) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(everyMs);
-  }
-}
-
-function xlList(): string {
-  return execFileSync('xl', ['list'], { encoding: 'utf8', timeout: 30_000 });
-}
-
-/** Domain ids `xl list` shows. */
-function xlDomids(): number[] {
-  return xlList()
-    .split('\n')
-    .slice(1)
-    .map((l) => Number(l.trim().split(/\s+/)[1]))
-    .filter((n) => Number.isInteger(n));
-}
-
-function traceSize(): number | undefined {
-  try {
-    return statSync(TRACE).size;
-  } catch {
-    return undefined;
-  }
-}
-
-function traceSince(offset: number): string {
-  const fd = openSync(TRACE, 'r');
-  try {
-    const size = statSync(TRACE).size;
-    const buf = Buffer.alloc(Math.max(0, size - offset));
-    let got = 0;
-    while (got < buf.length) {
-      const n = readSync(fd, buf, got, buf.length - got, offset + got);
-      if (n === 0) break;
-      got += n;
-    }
-    return buf.subarray(0, got).toString('latin1');
-  } finally {
-    closeSync(fd);
-  }
-}
-
-/**
- * Requests xenstored received during a window of its trace: all of them, and those of the connection that introduced
- * domid (the daemon's; the same rule dom0-suite.sh applies to xl), by type.
- */
-function countRequests(trace: string, domid: number): { total: number; daemon: number; byType: Record<string, number> } | undefined {
-  const lines = trace.split('\n').filter((l) => l.startsWith('IN '));
-  const intro = lines.find((l) => new RegExp(` INTRODUCE \\(${domid} `).test(l));
-  if (!intro) return undefined;
-  const conn = intro.split(' ')[1]!;
-  const mine = lines.filter((l) => l.split(' ')[1] === conn);
-  const byType: Record<string, number> = {};
-  for (const l of mine) {
-    const type = /\s([A-Z_]+) \(/.exec(l)?.[1] ?? '?';
-    byType[type] = (byType[type] ?? 0) + 1;
-  }
-  return { total: lines.length, daemon: mine.length, byType };
-}
 
 /** Everything the tests measured, by guest; written whole after each group (the last write has all of it). */
 const allFigures: Record<string, Record<string, unknown>> = {};
@@ -123,10 +45,7 @@ function lifecycle(label: string, opts: LifecycleOptions): void {
   describe(`the daemon on real Xen: VM.add, VM.start, VM.shutdown of a PV guest ${label}`, { skip: skip ?? (opts.devices && !existsSync('/sys/class/net/xenbr0') ? 'the guest with devices needs a bridge xenbr0' : undefined), timeout: 900_000 }, () => {
     let dir = '';
     let loopDevice = '';
-    let daemon: ChildProcess | undefined;
-    let exited: Promise<number | string> | undefined;
-    let stderr = '';
-    let api: ApiClient;
+    let daemon: XenDaemon | undefined;
     let xs: XsClient;
     let vmId = '';
     let domid = -1;
@@ -134,13 +53,9 @@ function lifecycle(label: string, opts: LifecycleOptions): void {
     const figures: Record<string, unknown> = { guest: { memory_mib: MEMORY_MIB, vcpus: 1, devices: opts.devices ? 'xvda (loop) + vif on xenbr0' : 'none' } };
     allFigures[opts.devices ? 'daemon_pv_devices' : 'daemon_pv_nodev'] = figures;
 
-    const call = <T>(method: string, params?: Record<string, unknown>, timeoutMs = 60_000) => api.call<T>(method, params, timeoutMs);
-    const waitTask = async (task: string, timeoutS: number): Promise<TaskResult> => {
-      const r = await call<TaskResult>('TASK.wait', { id: task, timeout_s: timeoutS }, (timeoutS + 30) * 1000);
-      assert.notEqual(r.state, 'pending', `task ${task} still running after ${timeoutS} s`);
-      return r;
-    };
-    const daemonLog = () => stderr.slice(-6000);
+    const call = <T>(method: string, params?: Record<string, unknown>, timeoutMs = 60_000) => daemon!.call<T>(method, params, timeoutMs);
+    const waitTask = (task: string, timeoutS: number): Promise<TaskResult> => daemon!.waitTask(task, timeoutS);
+    const daemonLog = () => daemon?.tail() ?? '';
 
     before(async () => {
       dir = mkdtempSync(join(tmpdir(), 'xenopsd-itest-daemon-'));
@@ -150,37 +65,9 @@ function lifecycle(label: string, opts: LifecycleOptions): void {
         truncateSync(image, 8 << 20);
         loopDevice = execFileSync('losetup', ['--find', '--show', image], { encoding: 'utf8', timeout: 60_000 }).trim();
       }
-      const socket = join(dir, 'api.sock');
       const t0 = Date.now();
-      const child = spawn(process.execPath, [...daemonArgs, 'run', '--backend', 'xen', '--socket', socket, '--state-dir', join(dir, 'state')], {
-        cwd: ROOT,
-        stdio: ['ignore', 'pipe', 'pipe'],
-        env: { ...process.env, LOG_LEVEL: process.env.LOG_LEVEL ?? 'debug' },
-      });
-      daemon = child;
-      child.stderr!.on('data', (c: Buffer) => {
-        stderr += c.toString();
-        if (stderr.length > 4_000_000) stderr = stderr.slice(-2_000_000);
-      });
-      exited = new Promise((res) => child.once('exit', (code, sig) => res(code ?? sig ?? 'unknown')));
-      await new Promise<void>((res, rej) => {
-        // A cold node start under TCG takes seconds; koffi and the libraries more.
-        const timer = setTimeout(() => rej(new Error(`daemon not ready in 120 s:\n${daemonLog()}`)), 120_000);
-        let out = '';
-        child.stdout!.on('data', (c: Buffer) => {
-          out += c.toString();
-          if (out.includes('\n')) {
-            clearTimeout(timer);
-            res();
-          }
-        });
-        void exited!.then((code) => {
-          clearTimeout(timer);
-          rej(new Error(`daemon exited (${code}) before ready:\n${daemonLog()}`));
-        });
-      });
+      daemon = await XenDaemon.start(join(dir, 'api.sock'), join(dir, 'state'));
       figures.daemon_ready_ms = Date.now() - t0;
-      api = new ApiClient(socket);
       xs = await XsClient.connect({ path: defaultSocketPath(), reconnect: false });
     });
 
@@ -198,14 +85,8 @@ function lifecycle(label: string, opts: LifecycleOptions): void {
           }
         }
       }
-      api?.close();
       await xs?.close().catch(() => {});
-      if (daemon && daemon.exitCode === null && daemon.signalCode === null) {
-        daemon.kill('SIGTERM');
-        const timer = setTimeout(() => daemon!.kill('SIGKILL'), 15_000);
-        await exited;
-        clearTimeout(timer);
-      }
+      await daemon?.stop();
       if (loopDevice) {
         try {
           execFileSync('losetup', ['-d', loopDevice], { timeout: 60_000 });
@@ -214,7 +95,7 @@ function lifecycle(label: string, opts: LifecycleOptions): void {
         }
       }
       if (OUT) {
-        writeFileSync(join(OUT, `daemon-xen-${opts.devices ? 'dev' : 'nodev'}.log`), stderr);
+        writeFileSync(join(OUT, `daemon-xen-${opts.devices ? 'dev' : 'nodev'}.log`), daemon?.log() ?? '');
         writeFileSync(join(OUT, 'project-figures.json'), JSON.stringify(allFigures) + '\n');
       }
       console.log(`XENOPSD_FIGURES ${JSON.stringify({ test: name, ...figures })}`);
@@ -321,7 +202,8 @@ function lifecycle(label: string, opts: LifecycleOptions): void {
       if (opts.devices) {
         assert.equal(existsSync(`/sys/class/net/vif${domid}.0`), false, `vif${domid}.0 left`);
         // The daemon ran the scripts' remove/offline during the teardown, with the keys still there: both succeed.
-        const runs = stderr
+        const runs = daemon!
+          .log()
           .split('\n')
           .filter((l) => l.includes('"msg":"hotplug script"') && l.includes(`/${domid}/`))
           .map((l) => JSON.parse(l) as { backend: string; action: string; code: number | string });
