@@ -2,7 +2,7 @@
 // its --help promises (0 ok, 1 failed, 2 usage, 3 unreachable, 4 not found, 6 timeout).
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { resolve } from 'node:path';
 import { startWorld, type World } from '../lifecycle/helpers.js';
 
@@ -18,6 +18,27 @@ function ctl(socket: string, args: string[], stdin?: string): Promise<{ code: nu
     child.on('error', rej);
     child.on('exit', (code) => res({ code: code ?? -1, stdout, stderr }));
     child.stdin.end(stdin ?? '');
+  });
+}
+
+/** util-linux `script` gives xenopsctl a pseudo-terminal (stdout and stderr both on it). */
+const SCRIPT_MISSING = spawnSync('script', ['--version']).status === 0 ? false : 'util-linux `script` (pseudo-terminal) is not installed';
+
+function shellQuote(arg: string): string {
+  return `'${arg.replace(/'/g, `'\\''`)}'`;
+}
+
+/** xenopsctl on a pseudo-terminal: everything it wrote there (stdout and stderr interleaved) and its exit code. */
+function ctlOnTty(socket: string, args: string[]): Promise<{ code: number; output: string }> {
+  const cmd = [process.execPath, '--import', 'tsx', 'src/cli/xenopsctl.ts', '--socket', socket, ...args].map(shellQuote).join(' ');
+  return new Promise((res, rej) => {
+    // -q no banner, -f flush at once, -e the command's exit code, -c the command; the typescript file is thrown away.
+    const child = spawn('script', ['-qfec', cmd, '/dev/null'], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    child.stdout.on('data', (c) => (output += c));
+    child.stderr.on('data', (c) => (output += c));
+    child.on('error', rej);
+    child.on('exit', (code) => res({ code: code ?? -1, output }));
   });
 }
 
@@ -83,6 +104,43 @@ describe('xenopsctl', { timeout: 120_000 }, () => {
     assert.equal(to.code, 6, to.stderr);
     assert.match(to.stderr, /TIMEOUT/);
     assert.equal((await ctl(sock, ['vm', 'shutdown', id, '--hard'])).code, 0);
+  });
+
+  test('a task longer than a second shows a progress bar on a terminal, and none when piped', { skip: SCRIPT_MISSING }, async () => {
+    const sock = w.daemon.socketPath;
+    const spec = { name: 'slowdown', type: 'pv', memory: { max_mib: 32 }, vcpus: { max: 1 }, boot: { kernel: '/k' } };
+    const { id } = await w.api.call<{ id: string }>('VM.add', { vm: spec });
+    // The guest ignores the clean shutdown, so the task waits its 2 s --timeout, then --force destroys the domain:
+    // a task of ~2 s that completes (exit 0) without the test having to time anything.
+    const slowShutdown = async (run: () => Promise<{ code: number; text: string }>) => {
+      assert.equal((await ctl(sock, ['vm', 'start', 'slowdown'])).code, 0);
+      const domid = (await w.api.call('VM.stat', { id })).state.domid;
+      await w.control.call('guest.fault', { fault: 'ignore-shutdown', domid, on: true });
+      const t0 = Date.now();
+      const r = await run();
+      assert.equal(r.code, 0, r.text);
+      assert.ok(Date.now() - t0 >= 1500, `the shutdown took only ${Date.now() - t0} ms: too short to show a bar`);
+      assert.equal((await w.api.call('VM.stat', { id })).state.power_state, 'halted');
+      return r.text;
+    };
+    const args = ['vm', 'shutdown', 'slowdown', '--timeout', '2', '--force'];
+
+    const onTty = await slowShutdown(async () => {
+      const r = await ctlOnTty(sock, args);
+      return { code: r.code, text: r.output };
+    });
+    // drawBar: "\rVM.shutdown [####......] 37% <running subtask>", redrawn in place, ended by a newline.
+    assert.match(onTty, /\rVM\.shutdown \[[#.]{30}\] \d+%/, JSON.stringify(onTty));
+    // The bar ends with its own line before the result (the pty turns \n into \r\n).
+    assert.match(onTty, /\r?\nVM\.shutdown [0-9a-f-]{36}: done\r?\n$/, JSON.stringify(onTty));
+
+    const piped = await slowShutdown(async () => {
+      const r = await ctl(sock, args);
+      return { code: r.code, text: `stdout: ${r.stdout}\nstderr: ${r.stderr}` };
+    });
+    assert.doesNotMatch(piped, /\[[#.]+\]|\d+%|\r/, JSON.stringify(piped));
+    assert.match(piped, /^stdout: VM\.shutdown [0-9a-f-]{36}: done\n\nstderr: $/, JSON.stringify(piped));
+    await w.api.call('VM.remove', { id });
   });
 
   test('events follows the updates log', async () => {
