@@ -15,6 +15,8 @@ subcommands:
   guest boot-delay DOMID|all MS|default      guests booted from now on take MS to come up
   backend fail PATH [MESSAGE]          hotplug fails (hotplug-status=error) for backends under PATH
   backend hang PATH                    backends under PATH stop answering (no state changes)
+  backend close PATH [MESSAGE]         new backends under PATH give up on probe: MESSAGE in the error node
+                                       (/local/domain/0/error/backend/...), state Closing then Closed
   backend ok PATH                      lifts the fault on PATH
   hypercall fail CALL ERRNO [--times N]   CALL (e.g. createDomain) fails with ERRNO N times (default: always)
   xenstored latency MS                 delay every xenstored reply by MS
@@ -74,9 +76,9 @@ export function parseCommand(words: string[], times?: string, hard?: boolean): {
     }
     case 'backend': {
       if (!a) throw new UsageError('expected a backend PATH');
-      if (sub === 'fail') {
+      if (sub === 'fail' || sub === 'close') {
         noMore(4);
-        return { method: 'backend.fault', params: { path: a, mode: 'fail', ...(b ? { message: b } : {}) } };
+        return { method: 'backend.fault', params: { path: a, mode: sub, ...(b ? { message: b } : {}) } };
       }
       if (sub === 'hang' || sub === 'ok') {
         noMore(3);

@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startSimHost, type SimHostHandle } from '../support/simhost.js';
 import { SimControlClient } from '../../src/sim/control/client.js';
+import { main as simMain } from '../../src/sim/cli.js';
 import type { XsClient } from '../../src/xenstore/client.js';
 import { HvClient } from './hvclient.js';
 import { addDevice, connectXs, createDomain, until, vbdSpec, vifSpec, waitFor } from './toolstack.js';
@@ -134,6 +135,50 @@ test('injected backend faults: fail gives hotplug-status error with the message,
   await waitFor(xs, `${vif.backend}/state`, is(2));
   await hv.call('destroy', dom.domid);
   await ctl.call('faults.clear', {});
+});
+
+test('injected backend fault close (set through the sim CLI): xenbus_dev_fatal on probe, Closing then Closed, reason in the error node', async () => {
+  const dom = await createDomain(hv, xs);
+  const vbdPath = `/local/domain/0/backend/vbd/${dom.domid}/51712`;
+  const vifPrefix = `/local/domain/0/backend/vif/${dom.domid}`;
+  let err = '';
+  const sim = (...args: string[]) => simMain([...args, '--dir', host.dir], { out: () => undefined, err: (t) => void (err += t) });
+  try {
+    // A vif under a closing prefix: no probe keys, no hotplug, never InitWait; Closed at once (its frontend is idle).
+    assert.equal(await sim('backend', 'close', vifPrefix), 0, err);
+    const vif = await addDevice(xs, dom.domid, vifSpec(0, 'xenbr0'));
+    await waitFor(xs, `${vif.backend}/state`, is(6));
+    assert.equal(await xs.read(`/local/domain/0/error/backend/vif/${dom.domid}/0/error`), 'injected fault: backend closed');
+    assert.equal(await xs.tryRead(`${vif.backend}/feature-sg`), undefined, 'no probe keys');
+    assert.ok(!(await xs.tryRead(`${vif.backend}/hotplug-status`)), 'no hotplug script (the toolstack wrote an empty hotplug-status)');
+
+    // A vbd whose frontend is mid-connect when the backend gives up: Closing (5) holds until the frontend lets go.
+    // (Held first by a hang so the frontend state is in place before the probe.)
+    await ctl.call('backend.fault', { path: vbdPath, mode: 'hang' });
+    const vbd = await addDevice(xs, dom.domid, vbdSpec(51712, disk));
+    await xs.write(`${vbd.frontend}/state`, '3');
+    assert.equal(await sim('backend', 'close', vbdPath, '19 opening physical device'), 0, err);
+    assert.deepEqual(
+      (await ctl.call('status')).faults.backends.map((f) => [f.path, f.mode, f.message]).sort(),
+      [[vbdPath, 'close', '19 opening physical device'], [vifPrefix, 'close', undefined]],
+    );
+    await xs.write(`${vbd.backend}/online`, '1'); // any change in the directory wakes the backend
+    await waitFor(xs, `${vbd.backend}/state`, is(5));
+    assert.equal(await xs.read(`/local/domain/0/error/backend/vbd/${dom.domid}/51712/error`), '19 opening physical device');
+    await new Promise((r) => setTimeout(r, 100));
+    assert.equal(await xs.read(`${vbd.backend}/state`), '5');
+    await xs.write(`${vbd.frontend}/state`, '6');
+    await waitFor(xs, `${vbd.backend}/state`, is(6));
+    // Closed stays closed: the fault does not make the backend probe (and close) over and over.
+    await xs.write(`${vbd.frontend}/state`, '1');
+    await new Promise((r) => setTimeout(r, 100));
+    assert.equal(await xs.read(`${vbd.backend}/state`), '6');
+    assert.equal(await xs.tryRead(`${vbd.backend}/hotplug-status`), undefined);
+  } finally {
+    await hv.call('destroy', dom.domid);
+    await ctl.call('faults.clear', {});
+    for (const kind of ['vbd', 'vif']) await xs.rm(`/local/domain/0/error/backend/${kind}/${dom.domid}`).catch(() => undefined);
+  }
 });
 
 test('the backend does not trust the frontend: garbage state is ignored, bad ring refs close the device', async () => {

@@ -112,6 +112,15 @@ export class BackendDevice {
 
     // Probe a new device; probe again when a frontend starts over after a close (driver reload).
     const fresh = cur === undefined || cur === XS_STATE.Unknown || cur === XS_STATE.Initialising;
+    if (fault?.mode === 'close') {
+      // As blkback that cannot open its physical device: xenbus_dev_fatal instead of InitWait. Only a fresh device
+      // (re-probing a closed one would close it again, and again); and no hotplug script or connect after that.
+      if (fresh) {
+        this.log.info('backend closes on probe (injected fault)');
+        await this.fatal(fault.message ?? 'injected fault: backend closed');
+      }
+      return;
+    }
     if (fresh || (cur === XS_STATE.Closed && front === XS_STATE.Initialising)) {
       await this.write(await this.kind.probeKeys(be));
       await this.setState(XS_STATE.InitWait);

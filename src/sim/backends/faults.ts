@@ -1,7 +1,8 @@
 // Injected backend faults: every device whose backend path starts with a registered prefix fails its
-// hotplug script (mode fail) or never answers at all (mode hang), as a wedged blkback or a stuck script.
+// hotplug script (mode fail), never answers at all (mode hang), as a wedged blkback or a stuck script, or gives up
+// on probe (mode close), as blkback/netback do through xenbus_dev_fatal when they cannot set the device up.
 
-export type BackendFaultMode = 'fail' | 'hang';
+export type BackendFaultMode = 'fail' | 'hang' | 'close';
 export interface BackendFault {
   path: string;
   mode: BackendFaultMode;

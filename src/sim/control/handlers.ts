@@ -2,7 +2,7 @@
 import type { SimHypervisor } from '../hypervisor/index.js';
 import type { BackendDriver } from '../backends/index.js';
 import type { GuestManager } from '../guests/manager.js';
-import type { DomainStatus, HostStatus } from './protocol.js';
+import type { BackendFaultMode, DomainStatus, HostStatus } from './protocol.js';
 import { ControlError, boolParam, intParam, strParam, type ControlHandler } from './server.js';
 
 /** The parts of the xenstored the control RPC touches. */
@@ -103,7 +103,7 @@ export function controlHandlers(d: HandlerDeps): Record<string, ControlHandler> 
       if (!path.startsWith('/local/domain/0/backend/') || path.includes('//')) {
         throw new ControlError('EINVAL', `param 'path' must be a path under /local/domain/0/backend/, got ${JSON.stringify(path.slice(0, 80))}`);
       }
-      const mode = strParam(p, 'mode', { oneOf: ['fail', 'hang', 'none'] }) as 'fail' | 'hang' | 'none';
+      const mode = strParam(p, 'mode', { oneOf: ['fail', 'hang', 'close', 'none'] }) as BackendFaultMode | 'none';
       const message = strParam(p, 'message', { optional: true });
       d.backends.faults.set(path.replace(/\/$/, ''), mode, message);
       // Lifting a hang lets stuck devices carry on.

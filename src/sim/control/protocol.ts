@@ -15,7 +15,7 @@ export interface ControlErrorBody {
 
 export type ControlResponse = { id: number; result: unknown } | { id: number | null; error: ControlErrorBody };
 
-export type BackendFaultMode = 'fail' | 'hang';
+export type BackendFaultMode = 'fail' | 'hang' | 'close';
 export type GuestFault = 'ignore-shutdown' | 'crash' | 'slow-boot';
 
 export interface DomainStatus {
@@ -70,7 +70,10 @@ export interface ControlMethods {
     params: { fault: GuestFault; domid?: number; on?: boolean; delayMs?: number };
     result: { ok: true };
   };
-  /** Fails (mode fail) or hangs (mode hang) every backend device whose path starts with path. */
+  /**
+   * Fails the hotplug (mode fail), hangs (mode hang) or closes on probe with the reason in the error node (mode
+   * close) every backend device whose path starts with path.
+   */
   'backend.fault': { params: { path: string; mode: BackendFaultMode | 'none'; message?: string }; result: { ok: true } };
   'hypercall.fault': { params: { call: string; errno: string; times?: number }; result: { ok: true } };
   'xenstored.latency': { params: { ms: number }; result: { ok: true } };
