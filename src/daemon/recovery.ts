@@ -42,6 +42,10 @@ export async function recover(env: OpsEnv, ops: VmOperations, logger: Logger): P
       return false;
     }
   };
+  /** Real Xen: the scripts' remove needs the backend keys (block detaches what it attached), so it runs first. */
+  const removeScripts = async (domid: number) => {
+    await env.hotplug?.removeDomain(domid).catch((err: unknown) => logger.warn({ err, domid }, 'hotplug remove failed'));
+  };
   let domains = await domainList(env);
   /** Reboots to start again once the orphans are gone (a start queued earlier could race with the clean-up). */
   const toRestart: string[] = [];
@@ -55,6 +59,7 @@ export async function recover(env: OpsEnv, ops: VmOperations, logger: Logger): P
     }
     logger.warn({ vm: rec.vm, domid: rec.domid }, 'recorded domain is gone: cleaning its nodes');
     const done = await attempt(`forget ${rec.vm}`, async () => {
+      await removeScripts(rec.domid);
       await removeDomainNodes(xs, rec.domid, rec.vm);
       await store.removeDomain(rec.vm);
     });
@@ -116,6 +121,7 @@ export async function recover(env: OpsEnv, ops: VmOperations, logger: Logger): P
     logger.warn({ vm: info.handle, domid: info.domid }, 'removing a domain of ours that no record owns');
     const done = await attempt(`orphan domain ${info.domid}`, async () => {
       await destroyQuiet(env, info.domid);
+      await removeScripts(info.domid);
       await removeDomainNodes(xs, info.domid, store.getDomain(info.handle) ? undefined : info.handle);
     });
     if (done) report.orphanDomains.push(info.domid);
@@ -125,11 +131,16 @@ export async function recover(env: OpsEnv, ops: VmOperations, logger: Logger): P
   for (const child of await xs.directory('/local/domain').catch(() => [] as string[])) {
     const domid = Number(child);
     if (!Number.isInteger(domid) || domid === 0 || live.has(domid)) continue;
-    if (await attempt(`nodes of domain ${domid}`, () => removeDomainNodes(xs, domid, undefined))) report.orphanNodes.push(`/local/domain/${child}`);
+    const cleaned = await attempt(`nodes of domain ${domid}`, async () => {
+      await removeScripts(domid);
+      await removeDomainNodes(xs, domid, undefined);
+    });
+    if (cleaned) report.orphanNodes.push(`/local/domain/${child}`);
   }
   for (const kind of ['vbd', 'vif', 'console']) {
     for (const child of await xs.directory(`/local/domain/0/backend/${kind}`).catch(() => [] as string[])) {
       if (live.has(Number(child))) continue;
+      await removeScripts(Number(child));
       await rmQuiet(xs, `/local/domain/0/backend/${kind}/${child}`);
       report.orphanNodes.push(`/local/domain/0/backend/${kind}/${child}`);
     }

@@ -61,6 +61,7 @@ export class HotplugRunner {
   ) {}
 
   async start(): Promise<void> {
+    await this.adopt();
     this.watch = await this.xs.watch(BACKEND_ROOT, 'xenopsd-ng-hotplug');
     void (async () => {
       try {
@@ -76,6 +77,31 @@ export class HotplugRunner {
         if (!this.closed) this.logger.error({ err }, 'hotplug watch failed');
       }
     })();
+  }
+
+  /**
+   * Backends whose add ran before this runner started (the daemon was restarted): xenstore is their record — a
+   * backend with a script and a hotplug-status had its add run — so their remove still runs at teardown (block
+   * detaches what it attached). One still waiting at InitWait with no status gets its add now.
+   */
+  private async adopt(): Promise<void> {
+    for (const kind of ['vbd', 'vif'] as const) {
+      for (const domid of await this.xs.directory(`${BACKEND_ROOT}/${kind}`).catch(() => [] as string[])) {
+        for (const devid of await this.xs.directory(`${BACKEND_ROOT}/${kind}/${domid}`).catch(() => [] as string[])) {
+          const backend = `${BACKEND_ROOT}/${kind}/${domid}/${devid}`;
+          if (!DEVICE_RE.test(backend)) continue;
+          const [script, status] = await Promise.all([this.xs.tryRead(`${backend}/script`), this.xs.tryRead(`${backend}/hotplug-status`)]);
+          if (!script) continue;
+          if (status === undefined) {
+            this.check(backend);
+            continue;
+          }
+          const { env } = hotplugInvocation(kind, backend, script, Number(domid), Number(devid), true);
+          this.added.set(backend, { script, kind, env });
+        }
+      }
+    }
+    if (this.added.size) this.logger.info({ backends: [...this.added.keys()] }, 'adopted the backends set up before the restart');
   }
 
   /** Looks at one backend (coalesced: at most one look runs per backend, and one more after it). */

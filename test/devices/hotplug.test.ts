@@ -148,3 +148,30 @@ test('removeDomain runs the remove scripts of a domain while its backend keys ex
   await xs.rm('/local/domain/0/backend/vbd/11');
   await until('the other domain\'s remove', () => (logLines(script).length === 4 ? true : undefined));
 });
+
+test('a runner started after the add (daemon restart) adopts the backend from xenstore and still runs its remove', { timeout: 20_000 }, async () => {
+  const script = fakeScript('block-adopted', 0);
+  const be = '/local/domain/0/backend/vbd/12/51712';
+  // As a previous daemon left it: added, connected (state 4, so the running runner sees nothing to add).
+  await xs.write(`${be}/script`, script);
+  await xs.write(`${be}/hotplug-status`, 'connected');
+  await xs.write(`${be}/state`, '4');
+  // Its own connection, as a restarted daemon has (the running runner's watch token is taken on this one).
+  const xs2 = await XsClient.connect({ path: join(dir, 'xs.sock'), reconnect: false });
+  const fresh = new HotplugRunner(xs2, pino({ level: 'silent' }), { timeoutMs: 5000 });
+  try {
+    await fresh.start();
+    await fresh.removeDomain(12);
+    assert.deepEqual(
+      logLines(script).map((l) => l.split(' ').slice(0, 3).join(' ')),
+      [`remove XENBUS_TYPE=vbd XENBUS_PATH=${be}`],
+      'remove ran once; no add for a backend already set up',
+    );
+    await fresh.removeDomain(12);
+    assert.equal(logLines(script).length, 1, 'only once');
+  } finally {
+    await fresh.close();
+    await xs2.close();
+    await xs.rm('/local/domain/0/backend/vbd/12');
+  }
+});
