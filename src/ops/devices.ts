@@ -119,23 +119,87 @@ export interface DeviceWaitOptions {
   signal?: AbortSignal;
 }
 
-/** Waits for the backend to reach InitWait (or beyond) and for its hotplug script to report connected. */
+const DOM0 = '/local/domain/0/';
+/** Longest backend-written reason carried into an API error. */
+const MAX_REASON = 200;
+
+const isClosingOrClosed = (v: string | undefined): boolean => v === String(XS_STATE.Closing) || v === String(XS_STATE.Closed);
+
+/**
+ * Where the backend's driver records why it gave up on the device (xenbus_dev_fatal writes
+ * /local/domain/0/error/<its device path relative to /local/domain/0>/error); the directory holding the error node.
+ */
+export function deviceErrorDir(backend: string): string | undefined {
+  return backend.startsWith(DOM0) ? `${DOM0}error/${backend.slice(DOM0.length)}` : undefined;
+}
+
+/** A reason fit for an error message: one line (control characters and runs of space become one space), capped. */
+export function cleanReason(raw: string): string {
+  const flat = raw.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029\s]+/g, ' ').trim();
+  return flat.length > MAX_REASON ? `${flat.slice(0, MAX_REASON)}…` : flat;
+}
+
+/** The backend closed the device instead of setting it up: DEVICE_NOT_CONNECTED with the reason it recorded, if any. */
+async function backendClosed(xs: XenstoreClient, backend: string, state: string | undefined): Promise<Error> {
+  const dir = deviceErrorDir(backend);
+  const raw = dir === undefined ? undefined : await xs.tryRead(`${dir}/error`).catch(() => undefined);
+  const reason = raw === undefined ? '' : cleanReason(raw);
+  const stateName = Number(state) === XS_STATE.Closed ? 'Closed' : 'Closing';
+  return Errors.deviceNotConnected(backend, `the backend gave up on it (state ${stateName})${reason ? `: ${reason}` : ''}`);
+}
+
+const NEVER = new Promise<never>(() => {});
+
+/**
+ * Waits for the backend to reach InitWait (or beyond) and for its hotplug script to report connected. A backend
+ * that closes the device instead (Closing/Closed: its driver could not set it up, as blkback that cannot open the
+ * disk) ends the wait at once with DEVICE_NOT_CONNECTED; one that never answers ends it with a timeout.
+ */
 export async function waitDeviceReady(xs: XenstoreClient, plan: DevicePlan, opts: DeviceWaitOptions): Promise<void> {
   const { backend } = plan.record;
-  await waitForValue(xs, `${backend}/state`, (v) => v !== undefined && Number(v) >= XS_STATE.InitWait && Number(v) <= XS_STATE.Connected, {
-    timeoutMs: opts.initTimeoutMs,
-    signal: opts.signal,
-    what: `${backend}/state to reach InitWait`,
-  });
-  await waitForValue(xs, `${backend}/hotplug-status`, (v) => v === 'connected' || (v !== undefined && v.startsWith('error')), {
-    timeoutMs: opts.hotplugTimeoutMs,
-    signal: opts.signal,
-    what: `${backend}/hotplug-status`,
-  }).then(async (v) => {
-    if (v === 'connected') return;
-    const detail = (await xs.tryRead(`${backend}/hotplug-error`)) ?? v ?? 'unknown error';
+  const state = await waitForValue(
+    xs,
+    `${backend}/state`,
+    (v) => isClosingOrClosed(v) || (v !== undefined && Number(v) >= XS_STATE.InitWait && Number(v) <= XS_STATE.Connected),
+    { timeoutMs: opts.initTimeoutMs, signal: opts.signal, what: `${backend}/state to reach InitWait` },
+  );
+  if (isClosingOrClosed(state)) throw await backendClosed(xs, backend, state);
+
+  // A real blkback reaches InitWait on probe and gives up only later, once the hotplug script named the physical
+  // device: so the state is watched during the hotplug wait too.
+  // Whichever wait ends first stops the other (and its watch).
+  const done = new AbortController();
+  const signal = opts.signal ? AbortSignal.any([opts.signal, done.signal]) : done.signal;
+  const closed = waitForValue(xs, `${backend}/state`, isClosingOrClosed, {
+    timeoutMs: opts.hotplugTimeoutMs + 60_000, // outlives the hotplug wait, whose timeout is the one reported
+    signal,
+    what: `${backend}/state to close`,
+  }).then(
+    async (v) => {
+      throw await backendClosed(xs, backend, v);
+    },
+    () => NEVER, // stopped (the hotplug wait ended, or the task was cancelled): the hotplug wait reports
+  );
+  let status: string | undefined;
+  try {
+    status = await Promise.race([
+      waitForValue(xs, `${backend}/hotplug-status`, (v) => v === 'connected' || (v !== undefined && v.startsWith('error')), {
+        timeoutMs: opts.hotplugTimeoutMs,
+        signal,
+        what: `${backend}/hotplug-status`,
+      }),
+      closed,
+    ]);
+  } finally {
+    done.abort();
+  }
+  if (status !== 'connected') {
+    const detail = (await xs.tryRead(`${backend}/hotplug-error`)) ?? status ?? 'unknown error';
     throw Errors.backendError(`hotplug of ${backend} failed: ${detail}`, { device: backend });
-  });
+  }
+  // Both may have happened by the time the hotplug wait saw connected.
+  const now = await xs.tryRead(`${backend}/state`);
+  if (isClosingOrClosed(now)) throw await backendClosed(xs, backend, now);
 }
 
 /**
@@ -160,4 +224,25 @@ export async function removeDevice(xs: XenstoreClient, rec: DeviceRecord, waitMs
   }
   await rmQuiet(xs, rec.backend);
   await rmQuiet(xs, rec.frontend);
+  await removeDeviceError(xs, rec.backend);
+}
+
+/**
+ * Removes what the backend's driver recorded about the device under /local/domain/0/error (as xenopsd does), and the
+ * parents that leaves empty, up to and including /local/domain/0/error: one transaction, so an error another device's
+ * backend writes meanwhile is not lost with a parent removed as empty.
+ */
+async function removeDeviceError(xs: XenstoreClient, backend: string): Promise<void> {
+  const dir = deviceErrorDir(backend);
+  if (dir === undefined || (await xs.tryRead(dir)) === undefined) return;
+  const top = `${DOM0}error`;
+  await xs.transaction(async (tx) => {
+    await rmQuiet(tx, dir);
+    for (let p = dir.slice(0, dir.lastIndexOf('/')); p.length >= top.length; p = p.slice(0, p.lastIndexOf('/'))) {
+      const children = await tx.directory(p).catch(() => undefined);
+      if (children === undefined) continue;
+      if (children.length > 0 || (await tx.tryRead(p)) !== '') return;
+      await rmQuiet(tx, p);
+    }
+  }, { retries: TX_RETRIES });
 }

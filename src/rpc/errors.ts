@@ -50,7 +50,8 @@ export const Errors = {
   notEnoughMemory: (neededMib: number, freeMib: number) =>
     app('NOT_ENOUGH_MEMORY', `needs ${neededMib} MiB, host has ${freeMib} MiB free`, { needed_mib: neededMib, free_mib: freeMib }),
   deviceBusy: (device: string, detail = 'in use') => app('DEVICE_BUSY', `device ${device} is busy: ${detail}`, { device }),
-  deviceNotConnected: (device: string) => app('DEVICE_NOT_CONNECTED', `device ${device} is not connected`, { device }),
+  deviceNotConnected: (device: string, detail?: string) =>
+    app('DEVICE_NOT_CONNECTED', `device ${device} is not connected${detail ? `: ${detail}` : ''}`, { device, ...(detail ? { detail } : {}) }),
   backendError: (detail: string, extra: Record<string, unknown> = {}) =>
     app('BACKEND_ERROR', `backend error: ${detail}`, { detail, ...extra }),
   migrationFailed: (detail: string) => app('MIGRATION_FAILED', `migration failed: ${detail}`, { detail }),

@@ -3,7 +3,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { pack, unpack } from 'msgpackr';
-import { addVm, op, opOk, power, rpcError, startWorld, vmSpec, waitTask, type World } from '../lifecycle/helpers.js';
+import { addVm, assertNoLeak, op, opOk, power, rpcError, settledSnapshot, startWorld, until, vmSpec, waitTask, type World } from '../lifecycle/helpers.js';
 
 describe('API v1', { timeout: 120_000 }, () => {
   let w: World;
@@ -130,6 +130,66 @@ describe('API v1', { timeout: 120_000 }, () => {
     assert.equal(to.error?.data?.name, 'TIMEOUT');
     assert.equal(to.error?.code, 1004);
     await opOk(w.api, 'VM.shutdown', { id: stubborn, mode: 'hard' });
+  });
+
+  test('task errors: DEVICE_NOT_CONNECTED when a backend gives up on a device (on probe or after InitWait), at once, leaving nothing', async () => {
+    const baseline = await settledSnapshot(w);
+    const vbds = '/local/domain/0/backend/vbd';
+    const id = await addVm(w.api, { vbds: [{ device: 'xvda', path: w.disk }] });
+    /** Starts the VM, expecting DEVICE_NOT_CONNECTED well before the 10 s device init timeout. */
+    const failedStart = async (): Promise<NonNullable<Awaited<ReturnType<typeof op>>['error']>> => {
+      const t0 = Date.now();
+      const t = await op(w.api, 'VM.start', { id }, 15);
+      const took = Date.now() - t0;
+      assert.equal(t.state, 'failed');
+      assert.equal(t.error?.data?.name, 'DEVICE_NOT_CONNECTED', JSON.stringify(t.error));
+      assert.equal(t.error?.code, 1007);
+      assert.ok(took < 5000, `the failed start took ${took} ms`);
+      assert.ok(t.subtasks.some((s) => s.name === 'VBD_plug:xvda' && s.state === 'failed'), JSON.stringify(t.subtasks));
+      assert.match(String(t.error?.data?.device), /^\/local\/domain\/0\/backend\/vbd\/\d+\/51712$/);
+      assert.equal(await power(w.api, id), 'halted');
+      return t.error!;
+    };
+
+    // As blkback that cannot open the disk on probe (xenbus_dev_fatal): the reason, control characters and all.
+    await w.control.call('backend.fault', { path: vbds, mode: 'close', message: '19 opening\n physical device\u001b[31m xvda' });
+    try {
+      const e = await failedStart();
+      assert.match(e.message, /19 opening physical device \[31m xvda/);
+      assert.doesNotMatch(e.message, /[\u0000-\u001f\u007f]/);
+      // A reason of any length comes out capped.
+      await w.control.call('backend.fault', { path: vbds, mode: 'close', message: 'x'.repeat(3000) });
+      const long = await failedStart();
+      assert.ok(String(long.data?.detail).length < 260, `detail of ${String(long.data?.detail).length} chars`);
+    } finally {
+      await w.control.call('backend.fault', { path: vbds, mode: 'none' });
+    }
+
+    // As a real blkback: InitWait on probe, and giving up only later (here written by hand while the sim's hangs).
+    await w.control.call('backend.fault', { path: vbds, mode: 'hang' });
+    try {
+      const started = failedStart();
+      let backend = '';
+      await until(async () => {
+        for (const d of await w.xs.directory(vbds).catch(() => [] as string[])) {
+          if ((await w.xs.tryRead(`${vbds}/${d}/51712/frontend`)) !== undefined) backend = `${vbds}/${d}/51712`;
+        }
+        return backend !== '';
+      }, 5000, 'the vbd backend directory');
+      await w.xs.write(`${backend}/state`, '2');
+      await new Promise((r) => setTimeout(r, 100));
+      await w.xs.write(`/local/domain/0/error/${backend.slice('/local/domain/0/'.length)}/error`, '2 creating vbd structure');
+      await w.xs.write(`${backend}/state`, '5');
+      const e = await started;
+      assert.match(e.message, /2 creating vbd structure/);
+    } finally {
+      await w.control.call('backend.fault', { path: vbds, mode: 'none' });
+    }
+    // The start's undo removed the device's nodes and the error the backend recorded; the domain is gone.
+    await assertNoLeak(w, baseline);
+    // And nothing stays wrong: with the fault lifted the same VM starts.
+    await opOk(w.api, 'VM.start', { id });
+    await opOk(w.api, 'VM.shutdown', { id, mode: 'hard' });
   });
 
   test('TASK.stat, wait, cancel (CANCELLED), list, destroy (BAD_TASK_STATE), unknown ids', async () => {
