@@ -121,7 +121,7 @@ export const METHODS: Record<string, MethodSpec> = {
     async: true,
     params: params({ id: Uuid, paused: { type: 'boolean', description: 'default false' } }, ['id']),
     result: TaskRef,
-    errors: [...VM_OP_ERRORS, 'NOT_ENOUGH_MEMORY', 'DEVICE_BUSY'],
+    errors: [...VM_OP_ERRORS, 'NOT_ENOUGH_MEMORY', 'DEVICE_BUSY', 'DEVICE_NOT_CONNECTED', 'NOT_SUPPORTED'],
   },
   'VM.shutdown': {
     summary: "Shut a VM down: 'clean' asks the guest and waits up to timeout_s, 'hard' destroys the domain",
@@ -138,7 +138,7 @@ export const METHODS: Record<string, MethodSpec> = {
     async: true,
     params: params({ id: Uuid, mode: ShutdownMode, timeout_s: Timeout, force: Force }, ['id']),
     result: TaskRef,
-    errors: [...VM_OP_ERRORS, 'NOT_ENOUGH_MEMORY'],
+    errors: [...VM_OP_ERRORS, 'NOT_ENOUGH_MEMORY', 'DEVICE_BUSY', 'DEVICE_NOT_CONNECTED'],
   },
   'VM.pause': {
     summary: 'Pause a running VM',

@@ -165,7 +165,11 @@ export async function rmQuiet(xs: XenstoreClient | Transaction, path: string): P
 /** Removes every node of the domain: its tree, its backends in dom0, its /vm entry (one round trip). */
 export async function removeDomainNodes(xs: XenstoreClient, domid: number, uuid: string | undefined): Promise<void> {
   const q = new Pipeline(xs);
-  for (const kind of ['vbd', 'vif', 'console']) q.rmQuiet(`/local/domain/0/backend/${kind}/${domid}`);
+  for (const kind of ['vbd', 'vif', 'console']) {
+    q.rmQuiet(`/local/domain/0/backend/${kind}/${domid}`);
+    // What a backend recorded with xenbus_dev_fatal about this domain's devices goes with them.
+    q.rmQuiet(`/local/domain/0/error/backend/${kind}/${domid}`);
+  }
   q.rmQuiet(domainPath(domid));
   if (uuid !== undefined) q.rmQuiet(vmPath(uuid));
   await q.flush();

@@ -23,6 +23,21 @@ describe('VM lifecycle on the sim', { timeout: 120_000 }, () => {
 
   const nothingLeaked = () => assertNoLeak(w, baseline);
 
+  test("a backend's recorded error about a running domain's device goes with the domain", async () => {
+    const id = await addVm(w.api, { vbds: [{ device: 'xvda', path: w.disk }] });
+    await opOk(w.api, 'VM.start', { id });
+    const d = (await w.api.call('VM.stat', { id })).state.domid as number;
+    // As blkback's xenbus_dev_fatal writes it (e.g. a frontend that gave bad ring references).
+    const node = `/local/domain/0/error/backend/vbd/${d}/51712/error`;
+    await w.xs.write(node, 'mapping in-use ring failed');
+    await opOk(w.api, 'VM.shutdown', { id, mode: 'hard' });
+    assert.equal(await w.xs.tryRead(`/local/domain/0/error/backend/vbd/${d}`), undefined);
+    // The empty parents stay, as backend/<kind> does on a real host; they are not this domain's.
+    assert.deepEqual(await w.xs.directory('/local/domain/0/error/backend/vbd'), []);
+    await w.xs.rm('/local/domain/0/error');
+    await nothingLeaked();
+  });
+
   test('start writes the records a real toolstack writes, clean shutdown removes them all', async () => {
     const id = await addVm(w.api, { name: 'tree', vcpus: { max: 2, online: 1 }, vbds: [{ device: 'xvda', path: w.disk }], vifs: [{}], xenstore_data: { 'vm-data/k': 'v' } });
     const t = await opOk(w.api, 'VM.start', { id });
