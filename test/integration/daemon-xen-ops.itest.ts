@@ -24,6 +24,7 @@ describe('the daemon on real Xen: pause, daemon restart, reboot, guest-initiated
   const consoleLog = join(CONSOLE_LOG_DIR, `guest-${name}.log`);
   const figures: Record<string, unknown> = {};
   const d = () => daemon!;
+  const withNic = existsSync('/sys/class/net/xenbr0');
 
   const stat = async () => (await d().call<VmStat>('VM.stat', { id: vmId })).state;
 
@@ -61,6 +62,8 @@ describe('the daemon on real Xen: pause, daemon restart, reboot, guest-initiated
       boot: { kernel, ...(ramdisk ? { ramdisk } : {}), cmdline: 'console=hvc0' },
       on_poweroff: 'destroy',
       on_reboot: 'restart',
+      // One NIC: after the daemon's restart, its teardown must still run vif-bridge offline for it (adopted).
+      ...(withNic ? { vifs: [{ bridge: 'xenbr0' }] } : {}),
     };
     vmId = (await d().call<{ id: string }>('VM.add', { vm })).id;
   });
@@ -135,6 +138,17 @@ describe('the daemon on real Xen: pause, daemon restart, reboot, guest-initiated
     assert.notEqual(s.domid, old, 'a new domain');
     domid = s.domid!;
     await assertDomainGone(old);
+    if (withNic) {
+      // The old domain's NIC was set up by the daemon before its restart: the new one ran its offline all the same.
+      const offline = d()
+        .log()
+        .split('\n')
+        .filter((l) => l.includes('"msg":"hotplug script"') && l.includes(`/vif/${old}/0`))
+        .map((l) => JSON.parse(l) as { action: string; code: number | string })
+        .map((r) => `${r.action} ${r.code}`);
+      assert.deepEqual(offline, ['offline 0'], `hotplug runs for vif/${old}/0 in the restarted daemon's log`);
+      assert.equal(existsSync(`/sys/class/net/vif${old}.0`), false, `vif${old}.0 left`);
+    }
     await guestUp(domid, ups);
   });
 
