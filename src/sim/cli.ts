@@ -2,7 +2,7 @@
 // control socket (DIR/control.sock).
 import { parseArgs } from 'node:util';
 import { SimControlClient, SimControlError } from './control/client.js';
-import type { HostStatus } from './control/protocol.js';
+import type { ConsoleSnapshot, HostStatus } from './control/protocol.js';
 
 const HELP = `usage: xenopsd-ng sim <subcommand> --dir DIR [--json]
 
@@ -10,6 +10,10 @@ Talks to the sim host owning DIR (see 'xenopsd-ng sim-host --help') through DIR/
 
 subcommands:
   status                               host memory, domains (state, pages, guest), backends, faults
+  console DOMID                        what the domain's guest printed on its console (the last 64 KiB
+                                       dom0's console daemon kept); live output: connect to the unix socket
+                                       in /local/domain/DOMID/console/tty (DIR/console/DOMID.sock); log
+                                       file DIR/console/guest-NAME.log
   guest ignore-shutdown DOMID|all [on|off]   the guest leaves control/shutdown requests unanswered
   guest crash DOMID                    the guest crashes now (shutdown reason crash)
   guest boot-delay DOMID|all MS|default      guests booted from now on take MS to come up
@@ -52,6 +56,9 @@ export function parseCommand(words: string[], times?: string, hard?: boolean): {
     case 'status':
       noMore(1);
       return { method: 'status', params: {} };
+    case 'console':
+      noMore(2);
+      return { method: 'console.read', params: { domid: domidArg(sub, false) } };
     case 'guest': {
       if (sub === 'ignore-shutdown') {
         noMore(4);
@@ -146,6 +153,12 @@ export function formatStatus(s: HostStatus): string {
   return lines.join('\n') + '\n';
 }
 
+/** The buffered console as the guest printed it, with a note when its start was dropped. */
+export function formatConsole(c: ConsoleSnapshot): string {
+  const head = c.dropped > 0 ? `[${c.dropped} earlier bytes dropped]\n` : '';
+  return head + c.output + (c.output === '' || c.output.endsWith('\n') ? '' : '\n');
+}
+
 /** Where the command writes; tests pass their own. */
 export interface CliIo {
   out: (text: string) => void;
@@ -197,6 +210,7 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
     const result = await client.call(call.method, call.params);
     if (values.json) io.out(JSON.stringify(result) + '\n');
     else if (call.method === 'status') io.out(formatStatus(result as HostStatus));
+    else if (call.method === 'console.read') io.out(formatConsole(result as ConsoleSnapshot));
     else io.out('ok\n');
     return 0;
   } catch (err) {

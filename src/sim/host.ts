@@ -15,6 +15,7 @@ import type { GuestPlatform } from './guests/guest.js';
 import { ShutdownReason } from '../hypervisor/types.js';
 import { ControlServer } from './control/server.js';
 import { controlHandlers } from './control/handlers.js';
+import { ConsoleDaemon } from './console/daemon.js';
 
 export interface SimHostOptions {
   dir: string;
@@ -73,6 +74,7 @@ export class SimHost {
   private dom0?: XenstoreClient;
   private backends?: BackendDriver;
   private guests?: GuestManager;
+  private consoles?: ConsoleDaemon;
   private control?: ControlServer;
   private stopped = false;
 
@@ -115,12 +117,26 @@ export class SimHost {
     this.backends = new BackendDriver({ xs: dom0, log: log.child({ part: 'backends' }), domainAlive: liveness.alive });
     await this.backends.start();
 
+    // dom0's xenconsoled, on its own xenstore connection: DIR/console holds its sockets and guest logs.
+    const consoles = new ConsoleDaemon({
+      xs: await XsClient.connect({ stream: () => xenstored.connectAs(0), logger: log.child({ part: 'console-xs' }) }),
+      dir: join(this.opts.dir, 'console'),
+      domainStatus: liveness.status,
+      isIntroduced: (domid) => xenstored.isIntroduced(domid),
+      consoleFrames: (domid) => hv.domainState(domid),
+      log: log.child({ part: 'console' }),
+    });
+    this.consoles = consoles;
+    await consoles.start();
+
     const platform: GuestPlatform = {
       connectXenstore: (domid) => XsClient.connect({ stream: () => xenstored.connectAs(domid), reconnect: false }),
       isIntroduced: (domid) => xenstored.isIntroduced(domid),
       shutdownFromGuest: (domid, reason) => hv.shutdownFromGuest(domid, ShutdownReason[reason]),
       setBalloonTarget: (domid, kib) => hv.balloonFromGuest(domid, Math.max(1, Math.floor(kib / 4))),
       setDirtyRate: (domid, pps) => hv.setDirtyRate(domid, pps),
+      setIdle: (domid, idle) => hv.setGuestIdle(domid, idle),
+      consoleOutput: (domid, text) => consoles.guestOutput(domid, text),
     };
     const guests = new GuestManager(platform, {
       bootDelayMs: this.opts.bootDelayMs ?? 200,
@@ -148,6 +164,7 @@ export class SimHost {
         xenstored,
         backends: this.backends,
         guests,
+        consoles,
         kill: (hard) => (this.opts.onKill ? this.opts.onKill(hard) : void this.stop()),
       }),
       log.child({ part: 'control' }),
@@ -163,6 +180,7 @@ export class SimHost {
     await quiet(this.control?.close());
     await quiet(this.guests?.close());
     await quiet(this.backends?.close());
+    await quiet(this.consoles?.close());
     await quiet(this.dom0?.close());
     await quiet(this.hvServer?.close());
     await quiet(this.xenstored?.close());

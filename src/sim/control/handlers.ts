@@ -2,7 +2,7 @@
 import type { SimHypervisor } from '../hypervisor/index.js';
 import type { BackendDriver } from '../backends/index.js';
 import type { GuestManager } from '../guests/manager.js';
-import type { BackendFaultMode, DomainStatus, HostStatus } from './protocol.js';
+import type { BackendFaultMode, ConsoleSnapshot, DomainStatus, HostStatus } from './protocol.js';
 import { ControlError, boolParam, intParam, strParam, type ControlHandler } from './server.js';
 
 /** The parts of the xenstored the control RPC touches. */
@@ -18,6 +18,8 @@ export interface HandlerDeps {
   xenstored: XenstoredKnobs;
   backends: BackendDriver;
   guests: GuestManager;
+  /** dom0's console daemon: the buffered console of a domain, undefined when it has none. */
+  consoles: { read(domid: number): ConsoleSnapshot | undefined };
   /** Stops the host (after the answer went out). */
   kill(hard: boolean): void;
 }
@@ -143,6 +145,15 @@ export function controlHandlers(d: HandlerDeps): Record<string, ControlHandler> 
       domainExists(domid);
       d.hv.setDirtyRate(domid, rate);
       return ok;
+    },
+
+    'console.read': (p) => {
+      const domid = intParam(p, 'domid', { min: 1, max: 0x7fef })!;
+      const snapshot = d.consoles.read(domid);
+      if (!snapshot) {
+        throw new ControlError('ESRCH', d.hv.domainState(domid) ? `domain ${domid} has no console (not introduced, or no valid console record)` : `no domain ${domid}`);
+      }
+      return snapshot;
     },
 
     'faults.clear': () => {

@@ -61,6 +61,19 @@ export interface FaultStatus {
   hypercalls: Array<{ call: string; errno: string; times?: number }>;
 }
 
+/** What `console.read` answers for a domain. */
+export interface ConsoleSnapshot {
+  domid: number;
+  /** The buffered output, oldest first (at most 64 KiB). */
+  output: string;
+  /** Bytes dropped from the front of the buffer (the cap was reached). */
+  dropped: number;
+  /** The socket console/tty names; absent while the console is not connected. */
+  tty?: string;
+  /** The log file; absent while the console is not connected. */
+  logFile?: string;
+}
+
 /** Method name → params → result. The server validates params at run time; this is the client's typing. */
 export interface ControlMethods {
   ping: { params: Record<string, never>; result: { pong: true; pid: number } };
@@ -80,6 +93,11 @@ export interface ControlMethods {
   'host.memory': { params: { mib: number }; result: { ok: true } };
   'domain.dirtyRate': { params: { domid: number; pagesPerSec: number }; result: { ok: true } };
   'faults.clear': { params: Record<string, never>; result: { ok: true } };
+  /**
+   * The buffered console of a domain (the last 64 KiB it printed) and, once dom0's console daemon connected it, the
+   * socket console/tty names and the log file. ESRCH when the domain has no console.
+   */
+  'console.read': { params: { domid: number }; result: ConsoleSnapshot };
   /** Stops the sim host (hard: exits at once as a crashed host would, leaving its sockets). */
   'host.kill': { params: { hard?: boolean }; result: { ok: true } };
 }

@@ -19,6 +19,10 @@ export interface GuestPlatform {
   setBalloonTarget?(domid: number, targetKib: number): void | Promise<void>;
   /** The guest's workload starts writing its memory at this many pages per second. */
   setDirtyRate?(domid: number, pagesPerSecond: number): void | Promise<void>;
+  /** The guest booted and idles (true), or is booting (false): its vcpus block while idle (XEN_DOMINF_blocked). */
+  setIdle?(domid: number, idle: boolean): void;
+  /** Text the guest prints on its console (hvc0): what xenconsoled would read from the console ring. */
+  consoleOutput?(domid: number, text: string): void;
 }
 
 export interface GuestOptions {
@@ -33,6 +37,8 @@ export interface GuestOptions {
    * the backends they find (Linux's xenbus_dev_resume), whatever state their nodes were left in.
    */
   resumeDevices?: boolean;
+  /** The guest carries on (resumed or restored) rather than boots: it prints a resume line, not a boot log. */
+  carriesOn?: boolean;
   log: Logger;
 }
 
@@ -52,6 +58,15 @@ const GUEST_AGENT_DATA: Record<string, string> = {
   os_minorver: '0',
   'PVAddons/MajorVersion': '1',
 };
+
+/** What the sim's kernel prints on hvc0 as it starts (a few lines of a Linux PV boot). */
+const BOOT_LOG: readonly string[] = [
+  'Linux version 6.1.0-sim (sim@xenopsd-ng) #1 SMP PREEMPT_DYNAMIC',
+  'Command line: console=hvc0',
+  'Booting paravirtualized kernel on Xen',
+  'Xen version: 4.17 (preserve-AD)',
+  'xenbus_probe_frontend: Waiting for devices to initialise',
+];
 
 export type GuestPhase = 'waiting' | 'booting' | 'up' | 'stopped';
 
@@ -114,6 +129,8 @@ export class PvGuest {
   /** The guest kernel panics: the domain shuts down with reason crash. */
   async crash(): Promise<void> {
     this.log.info('guest crashes (injected fault)');
+    this.print('Kernel panic - not syncing: crash injected by the sim host');
+    this.print('GUEST: shutdown (crash)');
     await this.platform.shutdownFromGuest(this.domid, 'crash');
   }
 
@@ -143,8 +160,29 @@ export class PvGuest {
     return this.abort.signal.aborted;
   }
 
+  /** One line on the guest's console. The console is the host's business: a failure there is not the guest's. */
+  private print(line: string): void {
+    try {
+      this.platform.consoleOutput?.(this.domid, line + '\n');
+    } catch (err) {
+      this.log.debug({ err }, 'console output lost');
+    }
+  }
+
+  private setIdle(idle: boolean): void {
+    try {
+      this.platform.setIdle?.(this.domid, idle);
+    } catch (err) {
+      // The domain may be gone already (destroyed while the guest was finishing its boot).
+      this.log.debug({ err, idle }, 'could not report the guest idle state');
+    }
+  }
+
   private async boot(): Promise<void> {
     this.phase = 'booting';
+    this.setIdle(false);
+    if (this.opts.carriesOn) this.print('xen: resuming (the guest carries on from its saved state)');
+    else for (const line of BOOT_LOG) this.print(line);
     await this.sleep(this.opts.bootDelayMs);
     // No xenstore ring until the toolstack has introduced the domain.
     while (!this.stopped && !this.platform.isIntroduced(this.domid)) await this.sleep(10);
@@ -169,6 +207,8 @@ export class PvGuest {
     if (this.stopped) return;
     if (this.opts.dirtyRate > 0) await this.platform.setDirtyRate?.(this.domid, this.opts.dirtyRate);
     this.phase = 'up';
+    this.print('GUEST: up');
+    this.setIdle(true);
     this.log.info('guest up');
   }
 
@@ -219,6 +259,7 @@ export class PvGuest {
       return;
     }
     this.log.info({ request }, 'guest shutting down');
+    this.print(`GUEST: shutdown (${reason}, requested: ${request})`);
     await this.sleep(this.opts.shutdownDelayMs);
     if (this.stopped) return;
     await this.platform.shutdownFromGuest(this.domid, reason);

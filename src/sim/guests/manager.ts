@@ -48,6 +48,7 @@ export class GuestManager {
       // domain is new to the model, so its workload's rate is set again.
       dirtyRate: carryOn === 'resumed' ? 0 : (this.opts.dirtyRate ?? 0),
       resumeDevices: carryOn === 'restored',
+      carriesOn: carryOn !== undefined,
       log: this.opts.log,
     });
     this.guests.set(domid, guest);

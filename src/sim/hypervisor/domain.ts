@@ -40,6 +40,11 @@ export class SimDomain {
   readonly mfnBase: number;
   /** A save or restore holds the domain. */
   busy: 'save' | 'restore' | undefined;
+  /**
+   * The guest says it has booted and waits for work (set by the guest model through SimHypervisor.setGuestIdle):
+   * its vcpus sit blocked in the idle loop unless its workload writes memory.
+   */
+  guestIdle = false;
 
   constructor(
     readonly domid: number,
@@ -63,6 +68,14 @@ export class SimDomain {
     return this.built && this.pauseCount === 0 && this.shutdownCode === undefined && !this.dying;
   }
 
+  /**
+   * XEN_DOMINF_blocked: a running domain whose vcpus all wait for an event (an idle guest, `xl list` "-b----").
+   * A booting guest or one whose workload dirties memory is computing: running, not blocked ("r-----").
+   */
+  get isBlocked(): boolean {
+    return this.isRunning && this.guestIdle && this.dirtier.rate === 0;
+  }
+
   get totPages(): number {
     return this.dying ? 0 : this.memory.presentPages;
   }
@@ -72,7 +85,8 @@ export class SimDomain {
     if (this.runningSince === undefined) return;
     const elapsedMs = now - this.runningSince;
     if (elapsedMs <= 0) return;
-    this.cpuTimeNs += Math.round(elapsedMs * 1e6);
+    // A blocked vcpu is not scheduled: an idle guest's cpu time stands still, as on Xen.
+    if (!this.isBlocked) this.cpuTimeNs += Math.round(elapsedMs * 1e6);
     this.dirtier.advance(this.memory, elapsedMs);
     this.runningSince = now;
   }
@@ -89,7 +103,9 @@ export class SimDomain {
     if (this.hvm) flags |= DomInfoFlag.hvm_guest;
     if (this.shutdownCode !== undefined) flags |= DomInfoFlag.shutdown | ((this.shutdownCode & 0xff) << 16);
     if (this.pauseCount > 0) flags |= DomInfoFlag.paused;
-    if (this.isRunning) flags |= DomInfoFlag.running;
+    const blocked = this.isBlocked;
+    if (blocked) flags |= DomInfoFlag.blocked;
+    else if (this.isRunning) flags |= DomInfoFlag.running;
     if (this.createFlags & CreateFlag.xs_domain) flags |= DomInfoFlag.xs_domain;
     if (this.hvm && this.createFlags & CreateFlag.hap) flags |= DomInfoFlag.hap;
     return {
@@ -99,8 +115,8 @@ export class SimDomain {
       shutdown: this.shutdownCode !== undefined,
       shutdownReason: this.shutdownCode ?? 0,
       paused: this.pauseCount > 0,
-      running: this.isRunning,
-      blocked: false,
+      running: this.isRunning && !blocked,
+      blocked,
       hvm: this.hvm,
       totPages: this.totPages,
       maxPages: this.maxPages,

@@ -17,6 +17,7 @@
 //     shutdownFromGuest(domid, reason)   SCHEDOP_shutdown: same effect as shutdown()
 //     balloonFromGuest(domid, pages)     the guest's balloon driver sets its populated page count
 //     resume(domid)                      xc_domain_resume: clears a suspend shutdown
+//     setGuestIdle(domid, idle)          the guest booted and idles (blocked flag unless it dirties memory)
 //     domainState(domid)                 { type, storePfn, consolePfn, storePort, consolePort,
 //                                          storeMfn, consoleMfn, evtchns } or undefined
 //   Fault injection / knobs:
@@ -80,6 +81,16 @@ export class SimHypervisor extends HypercallModel {
       dom.shutdownCode = undefined;
     });
     this.emit('resumed', domid);
+  }
+
+  /**
+   * The guest model says whether its guest has booted and idles (true) or is booting / computing (false): an idle
+   * guest's vcpus are blocked (XEN_DOMINF_blocked) unless it dirties memory. An unknown domid is ESRCH.
+   */
+  setGuestIdle(domid: number, idle: boolean): void {
+    const dom = this.existing('setGuestIdle', domid);
+    dom.settle(this.now());
+    dom.guestIdle = idle;
   }
 
   domainState(domid: number): SimDomainState | undefined {
