@@ -11,6 +11,9 @@ import { SimControlClient, SimControlError } from '../../src/sim/control/client.
 import type { XsClient } from '../../src/xenstore/client.js';
 import { main as simMain } from '../../src/sim/cli.js';
 import { HvClient } from './hvclient.js';
+import { OutputBuffer } from '../../src/sim/console/output-buffer.js';
+import { logNameFor, readConsoleRecord } from '../../src/sim/console/records.js';
+import { XsError, type XsOps } from '../../src/xenstore/types.js';
 import { connectXs, createDomain, until, waitFor, type TestDomain } from './toolstack.js';
 
 let host: SimHostHandle;
@@ -190,3 +193,59 @@ test('console.read and `sim console` refuse bad and unknown domids', async () =>
   assert.deepEqual(readdirSync(join(host.dir, 'console')).filter((f) => f.endsWith('.sock')), []);
 });
 
+
+test('the console buffer keeps the newest bytes up to its cap and counts what it dropped', () => {
+  const buf = new OutputBuffer(10);
+  buf.append(Buffer.from('abcd'));
+  buf.append(Buffer.from('efgh'));
+  assert.equal(buf.contents().toString(), 'abcdefgh');
+  buf.append(Buffer.from('ijkl'));
+  assert.equal(buf.contents().toString(), 'cdefghijkl');
+  assert.equal(buf.dropped, 2);
+  buf.append(Buffer.from('0123456789XYZ'));
+  assert.equal(buf.contents().toString(), '3456789XYZ');
+  assert.equal(buf.length, 10);
+  assert.equal(buf.dropped, 15);
+});
+
+test('log names are file-name safe; console records are checked against the domain', async () => {
+  assert.equal(logNameFor(3, 'web-01.prod'), 'web-01.prod');
+  assert.equal(logNameFor(3, '../../etc/passwd'), '.._.._etc_passwd');
+  assert.equal(logNameFor(3, '..'), 'dom3');
+  assert.equal(logNameFor(3, ''), 'dom3');
+  assert.equal(logNameFor(3, undefined), 'dom3');
+  assert.equal(logNameFor(3, 'x'.repeat(300)).length, 64);
+
+  const store = new Map<string, string>();
+  const fake = {
+    read: async (path: string) => {
+      const v = store.get(path);
+      if (v === undefined) throw new XsError('ENOENT', 'read', path);
+      return v;
+    },
+  } as unknown as XsOps;
+  const frames = { consoleMfn: 1234, evtchns: [{ port: 1, remoteDomid: 0 }, { port: 2, remoteDomid: 0 }, { port: 3, remoteDomid: 5 }] };
+  const put = (type: string | undefined, ring: string | undefined, port: string | undefined) => {
+    store.clear();
+    for (const [k, v] of [['type', type], ['ring-ref', ring], ['port', port]] as const) if (v !== undefined) store.set(`/local/domain/7/console/${k}`, v);
+  };
+  const kind = async (fr: typeof frames | undefined = frames) => {
+    const r = await readConsoleRecord(fake, 7, fr);
+    return r.kind === 'invalid' ? `invalid: ${r.reason}` : r.kind;
+  };
+  put('xenconsoled', '1234', '2');
+  assert.equal(await kind(), 'valid');
+  put('xenconsoled', '1234', undefined);
+  assert.equal(await kind(), 'incomplete');
+  put('ioemu', '1234', '2');
+  assert.equal(await kind(), 'not-ours');
+  put('xenconsoled', '1234', '3');
+  assert.match(await kind(), /port 3 is no event channel the domain offers dom0/);
+  put('xenconsoled', '1234', '0');
+  assert.match(await kind(), /port "0" is not an event channel port/);
+  put('xenconsoled', ' 1234', '2');
+  assert.match(await kind(), /not a frame number/);
+  put('xenconsoled', '1234', '2');
+  const gone = await readConsoleRecord(fake, 7, undefined);
+  assert.equal(gone.kind === 'invalid' && gone.reason, 'the hypervisor has no such domain');
+});
