@@ -8,11 +8,14 @@ import { SimHost, SOCKETS } from './host.js';
 const HELP = `usage: xenopsd-ng sim-host --dir DIR [options]
 
 Runs a simulated Xen host in this process: a hypervisor model, its xenstored, dom0's block and network
-backends with their hotplug checks, and a PV guest in every domain once it is unpaused. It owns DIR:
+backends with their hotplug checks, a console daemon (as xenconsoled), and a PV guest in every domain once it
+is unpaused. It owns DIR:
   DIR/xenstored.sock   xenstored (the xenstore wire protocol; dom0 connection)
   DIR/hypervisor.sock  the hypervisor calls (msgpackr RPC; the daemon's 'sim' backend)
   DIR/control.sock     status and fault injection (see 'xenopsd-ng sim --help')
   DIR/sim-host.pid     lock: one sim host per DIR
+  DIR/console/         per guest: <domid>.sock streams its console (the path is in console/tty while it
+                       runs); guest-<name>.log keeps what it printed (see 'xenopsd-ng sim console')
 When ready it prints one JSON line on stdout: {"ready":true,"pid":...,"dir":...,"xenstored":...,
 "hypervisor":...,"control":...}. Logs (pino JSON) go to stderr. SIGTERM or SIGINT stops it and removes its
 sockets; its domains die with it, as they would with the host.
