@@ -1,7 +1,7 @@
 // The daemon's lifecycle beyond start and clean shutdown, on a real Xen 4.17 dom0 (run by fixtures/nested-xen like
 // daemon-xen.itest.ts): pause/unpause, the daemon SIGKILLed and started again (it must re-adopt the running domain),
-// VM.reboot, a guest that reboots or powers off by itself (the daemon's on_reboot / on_poweroff through
-// @releaseDomain), and a hard shutdown. `xl list` and xenstored are the ground truth throughout.
+// set_memory (the guest balloons) and set_vcpus (it onlines a vcpu), VM.reboot, a guest that reboots, crashes or
+// powers off by itself (the daemon's on_reboot / on_crash / on_poweroff through @releaseDomain), a hard shutdown. `xl list` and xenstored are the ground truth throughout.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -14,7 +14,7 @@ import { XsClient } from '../../src/xenstore/client.js';
 import { defaultSocketPath } from '../../src/xenstore/types.js';
 import { CONSOLE_LOG_DIR, OUT, XenDaemon, kernel, ramdisk, skipGuestTests, waitFor, xlDomids, xlList, xlState, type VmStat } from './xen-harness.js';
 
-describe('the daemon on real Xen: pause, daemon restart, reboot, guest-initiated reboot and poweroff, hard shutdown', { skip: skipGuestTests, timeout: 1_200_000 }, () => {
+describe('the daemon on real Xen: pause, set_memory, set_vcpus, daemon restart, reboot, guest reboot/crash/poweroff, hard shutdown', { skip: skipGuestTests, timeout: 1_200_000 }, () => {
   let dir = '';
   let daemon: XenDaemon | undefined;
   let xs: XsClient;
@@ -59,10 +59,11 @@ describe('the daemon on real Xen: pause, daemon restart, reboot, guest-initiated
       name,
       type: 'pv',
       memory: { max_mib: 128 },
-      vcpus: { max: 1 },
+      vcpus: { max: 2, online: 1 },
       boot: { kernel, ...(ramdisk ? { ramdisk } : {}), cmdline: 'console=hvc0' },
       on_poweroff: 'destroy',
       on_reboot: 'restart',
+      on_crash: 'restart',
       // One NIC: after the daemon's restart, its teardown must still run vif-bridge offline for it (adopted).
       ...(withNic ? { vifs: [{ bridge: 'xenbr0' }] } : {}),
     };
@@ -103,6 +104,31 @@ describe('the daemon on real Xen: pause, daemon restart, reboot, guest-initiated
     await d().run('VM.unpause', { id: vmId });
     assert.equal((await stat()).power_state, 'running');
     assert.notEqual(xlState(domid)?.[2], 'p', `xl list:\n${xlList()}`);
+  });
+
+  test("VM.set_memory: the guest's balloon driver gives the memory back to Xen", { timeout: 300_000 }, async () => {
+    assert.ok(domid > 0, 'no domain (VM.start failed)');
+    const before = (await stat()).memory_actual_mib!;
+    assert.ok(before > 120, `a 128 MiB guest holds ${before} MiB`);
+    await d().run('VM.set_memory', { id: vmId, target_mib: 96 });
+    assert.equal(await xs.tryRead(`/local/domain/${domid}/memory/target`), String(96 * 1024));
+    const t0 = Date.now();
+    const after = await waitFor('the guest to balloon down to about 96 MiB', 180_000, async () => {
+      const m = (await stat()).memory_actual_mib!;
+      return m <= 100 ? m : undefined;
+    }, 500);
+    figures.balloon_down_ms = Date.now() - t0;
+    figures.balloon_mib = { before, after };
+  });
+
+  test('VM.set_vcpus: the guest brings its second vcpu online', { timeout: 300_000 }, async () => {
+    assert.ok(domid > 0, 'no domain (VM.start failed)');
+    assert.equal((await stat()).vcpus_online, 1, 'booted with one of two vcpus online');
+    await d().run('VM.set_vcpus', { id: vmId, online: 2 });
+    assert.equal(await xs.tryRead(`/local/domain/${domid}/cpu/1/availability`), 'online');
+    const t0 = Date.now();
+    await waitFor('Xen to count two online vcpus', 180_000, async () => (await stat()).vcpus_online === 2, 500);
+    figures.vcpu_online_ms = Date.now() - t0;
   });
 
   test('the daemon SIGKILLed and started again re-adopts the running domain as it is', { timeout: 300_000 }, async () => {
@@ -167,6 +193,25 @@ describe('the daemon on real Xen: pause, daemon restart, reboot, guest-initiated
     figures.self_reboot_restarted_ms = Date.now() - t0;
     domid = s.domid!;
     await assertDomainGone(old);
+    await guestUp(domid, ups);
+  });
+
+  test('a guest that crashes is started again by the daemon (on_crash restart)', { timeout: 600_000 }, async () => {
+    assert.ok(domid > 0, 'no domain');
+    const old = domid;
+    const ups = upCount();
+    // sysrq c through xenstore, as `xl sysrq` sends it: the guest kernel panics and Xen shuts the domain down with
+    // reason crash.
+    await xs.write(`/local/domain/${old}/control/sysrq`, 'c');
+    const t0 = Date.now();
+    const s = await waitFor('VM.stat to show a new running domain', 300_000, async () => {
+      const st = await stat();
+      return st.power_state === 'running' && st.domid !== undefined && st.domid !== old ? st : undefined;
+    }, 250);
+    figures.crash_restarted_ms = Date.now() - t0;
+    domid = s.domid!;
+    await assertDomainGone(old);
+    assert.match(d().log(), /"reason":"crash"/, 'the daemon saw a crash');
     await guestUp(domid, ups);
   });
 

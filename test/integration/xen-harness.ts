@@ -35,7 +35,7 @@ export interface TaskResult {
   error?: { message: string; data?: { name: string } };
 }
 export interface VmStat {
-  state: { power_state: string; domid?: number };
+  state: { power_state: string; domid?: number; memory_actual_mib?: number; vcpus_online?: number };
 }
 
 export async function waitFor<T>(what: string, timeoutMs: number, check: () => Promise<T | undefined | false>, everyMs = 100): Promise<T> {
