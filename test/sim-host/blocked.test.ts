@@ -3,30 +3,21 @@
 // grows far slower while blocked (timer ticks only) than while it computes.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startSimHost, type SimHostHandle } from '../support/simhost.js';
-import { SimControlClient } from '../../src/sim/control/client.js';
+import type { SimHostHandle } from '../support/simhost.js';
+import { closeHostClients, openHostClients } from './host-clients.js';
+import type { SimControlClient } from '../../src/sim/control/client.js';
 import type { XsClient } from '../../src/xenstore/client.js';
 import { DomInfoFlag, type DomainInfo } from '../../src/hypervisor/types.js';
-import { HvClient } from './hvclient.js';
-import { connectXs, createDomain, until } from './toolstack.js';
+import type { HvClient } from './hvclient.js';
+import { createDomain, until } from './toolstack.js';
 
 let host: SimHostHandle;
 let xs: XsClient;
 let hv: HvClient;
 let ctl: SimControlClient;
 
-before(async () => {
-  host = await startSimHost({ bootDelayMs: 30 });
-  xs = await connectXs(host.xenstoredPath);
-  hv = await HvClient.connect(host.hypervisorPath);
-  ctl = await SimControlClient.connect(host.controlPath);
-});
-after(async () => {
-  await xs?.close();
-  hv?.close();
-  await ctl?.close();
-  await host?.stop();
-});
+before(async () => ({ host, xs, hv, ctl } = await openHostClients({ bootDelayMs: 30 })));
+after(() => closeHostClients({ host, xs, hv, ctl }));
 
 /** The state column of `xl list` for a flags word: r b p s c d. */
 function xlState(flags: number): string {

@@ -6,33 +6,24 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { startSimHost, type SimHostHandle } from '../support/simhost.js';
+import type { SimHostHandle } from '../support/simhost.js';
+import { closeHostClients, openHostClients } from './host-clients.js';
 import { SimControlClient, SimControlError } from '../../src/sim/control/client.js';
 import type { XsClient } from '../../src/xenstore/client.js';
 import { main as simMain } from '../../src/sim/cli.js';
-import { HvClient } from './hvclient.js';
+import type { HvClient } from './hvclient.js';
 import { OutputBuffer } from '../../src/sim/console/output-buffer.js';
 import { logNameFor, readConsoleRecord } from '../../src/sim/console/records.js';
 import { XsError, type XsOps } from '../../src/xenstore/types.js';
-import { connectXs, createDomain, until, waitFor, type TestDomain } from './toolstack.js';
+import { createDomain, until, waitFor, type TestDomain } from './toolstack.js';
 
 let host: SimHostHandle;
 let xs: XsClient;
 let hv: HvClient;
 let ctl: SimControlClient;
 
-before(async () => {
-  host = await startSimHost({ bootDelayMs: 30 });
-  xs = await connectXs(host.xenstoredPath);
-  hv = await HvClient.connect(host.hypervisorPath);
-  ctl = await SimControlClient.connect(host.controlPath);
-});
-after(async () => {
-  await xs?.close();
-  hv?.close();
-  await ctl?.close();
-  await host?.stop();
-});
+before(async () => ({ host, xs, hv, ctl } = await openHostClients({ bootDelayMs: 30 })));
+after(() => closeHostClients({ host, xs, hv, ctl }));
 
 interface ConsoleDomain extends TestDomain {
   consoleMfn: number;

@@ -2,7 +2,8 @@
 // hypercall and dirty-rate faults. Only the sim host's sockets are used.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startSimHost, type SimHostHandle } from '../support/simhost.js';
+import type { SimHostHandle } from '../support/simhost.js';
+import { closeHostClients, openHostClients } from './host-clients.js';
 import { SimControlClient, SimControlError } from '../../src/sim/control/client.js';
 import type { XsClient } from '../../src/xenstore/client.js';
 import type { DomainInfo } from '../../src/hypervisor/types.js';
@@ -19,18 +20,8 @@ let xs: XsClient;
 let hv: HvClient;
 let ctl: SimControlClient;
 
-before(async () => {
-  host = await startSimHost({ bootDelayMs: 30 });
-  xs = await connectXs(host.xenstoredPath);
-  hv = await HvClient.connect(host.hypervisorPath);
-  ctl = await SimControlClient.connect(host.controlPath);
-});
-after(async () => {
-  await xs?.close();
-  hv?.close();
-  await ctl?.close();
-  await host?.stop();
-});
+before(async () => ({ host, xs, hv, ctl } = await openHostClients({ bootDelayMs: 30 })));
+after(() => closeHostClients({ host, xs, hv, ctl }));
 
 const info = (domid: number) => hv.call<DomainInfo | null>('getDomainInfo', domid);
 
