@@ -51,6 +51,23 @@ describe('the daemon on real Xen: pause, set_memory, set_vcpus, daemon restart, 
     await waitFor(`xenstored to forget domain ${dom}`, 30_000, async () => !(await xs.isDomainIntroduced(dom).catch(() => false)));
   }
 
+  /**
+   * After the guest in domain `old` went down by itself: waits for the daemon to start the VM again in a new domain
+   * (its on_* action), for the old one to be gone and the new guest to be up. Returns ms until the new domain ran.
+   */
+  async function restartedFrom(old: number, upsBefore: number): Promise<number> {
+    const t0 = Date.now();
+    const s = await waitFor('VM.stat to show a new running domain', 300_000, async () => {
+      const st = await stat();
+      return st.power_state === 'running' && st.domid !== undefined && st.domid !== old ? st : undefined;
+    }, 250);
+    const ms = Date.now() - t0;
+    domid = s.domid!;
+    await assertDomainGone(old);
+    await guestUp(domid, upsBefore);
+    return ms;
+  }
+
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'xenopsd-itest-ops-'));
     daemon = await XenDaemon.start(join(dir, 'api.sock'), join(dir, 'state'));
@@ -185,15 +202,7 @@ describe('the daemon on real Xen: pause, set_memory, set_vcpus, daemon restart, 
     const ups = upCount();
     // As if someone inside the guest ran reboot: the daemon is not asked, it sees the domain shut down (reason reboot).
     await xs.write(`/local/domain/${old}/control/shutdown`, 'reboot');
-    const t0 = Date.now();
-    const s = await waitFor('VM.stat to show a new running domain', 300_000, async () => {
-      const st = await stat();
-      return st.power_state === 'running' && st.domid !== undefined && st.domid !== old ? st : undefined;
-    }, 250);
-    figures.self_reboot_restarted_ms = Date.now() - t0;
-    domid = s.domid!;
-    await assertDomainGone(old);
-    await guestUp(domid, ups);
+    figures.self_reboot_restarted_ms = await restartedFrom(old, ups);
   });
 
   test('a guest that crashes is started again by the daemon (on_crash restart)', { timeout: 600_000 }, async () => {
@@ -203,16 +212,8 @@ describe('the daemon on real Xen: pause, set_memory, set_vcpus, daemon restart, 
     // sysrq c through xenstore, as `xl sysrq` sends it: the guest kernel panics and Xen shuts the domain down with
     // reason crash.
     await xs.write(`/local/domain/${old}/control/sysrq`, 'c');
-    const t0 = Date.now();
-    const s = await waitFor('VM.stat to show a new running domain', 300_000, async () => {
-      const st = await stat();
-      return st.power_state === 'running' && st.domid !== undefined && st.domid !== old ? st : undefined;
-    }, 250);
-    figures.crash_restarted_ms = Date.now() - t0;
-    domid = s.domid!;
-    await assertDomainGone(old);
+    figures.crash_restarted_ms = await restartedFrom(old, ups);
     assert.match(d().log(), /"reason":"crash"/, 'the daemon saw a crash');
-    await guestUp(domid, ups);
   });
 
   test('a guest that powers off by itself is removed by the daemon (on_poweroff destroy)', { timeout: 300_000 }, async () => {
