@@ -38,14 +38,20 @@ async function waitFor(what: string, timeoutMs: number, check: () => Promise<boo
 }
 
 /** create + limits + event channels + build, as the daemon's VM.start does it. */
-async function createAndBuild(kernelPath: string): Promise<{ domid: number; storePort: number; consolePort: number; storeMfn: bigint; consoleMfn: bigint; ms: Record<string, number> }> {
-  const t0 = Date.now();
+/** A PV domain with its limits and its xenstore and console event channels, not built yet (build or restore next). */
+async function createEmptyPv(): Promise<{ domid: number; storePort: number; consolePort: number }> {
   const domid = await hv.createDomain({ handle: randomUUID(), flags: 0, maxVcpus: 1 });
   created.add(domid);
   await hv.setMaxVcpus(domid, 1);
   await hv.setMaxMem(domid, MEMORY_MIB * 1024 + 1024);
   const storePort = await hv.evtchnAllocUnbound(domid, 0);
   const consolePort = await hv.evtchnAllocUnbound(domid, 0);
+  return { domid, storePort, consolePort };
+}
+
+async function createAndBuild(kernelPath: string): Promise<{ domid: number; storePort: number; consolePort: number; storeMfn: bigint; consoleMfn: bigint; ms: Record<string, number> }> {
+  const t0 = Date.now();
+  const { domid, storePort, consolePort } = await createEmptyPv();
   const t1 = Date.now();
   const { storeMfn, consoleMfn } = await hv.build(domid, { type: 'pv', kernel: kernelPath, ramdisk, cmdline: 'console=hvc0', memoryMib: MEMORY_MIB, storePort, consolePort });
   const t2 = Date.now();
@@ -312,12 +318,7 @@ test('PV guest saved (suspended through xenstore) and restored into a new domain
     await removeGuest(xs, g.domid);
 
     const tRestore = Date.now();
-    const domid = await hv.createDomain({ handle: randomUUID(), flags: 0, maxVcpus: 1 });
-    created.add(domid);
-    await hv.setMaxVcpus(domid, 1);
-    await hv.setMaxMem(domid, MEMORY_MIB * 1024 + 1024);
-    const storePort = await hv.evtchnAllocUnbound(domid, 0);
-    const consolePort = await hv.evtchnAllocUnbound(domid, 0);
+    const { domid, storePort, consolePort } = await createEmptyPv();
     const input = openSync(streamPath, 'r');
     let rings;
     try {
